@@ -1,0 +1,188 @@
+/*
+ * jsdpa_gen.h — the code generator as a library (pure C, no CUDA).
+ *
+ * Pipeline, one file per stage:
+ *   gen/diag.c     diagnostics: FILE:LINE:COL: error: MESSAGE + source line + caret
+ *   gen/spec.c     YAML (libyaml document API) -> typed spec (jsdpa_gen_spec_t)
+ *   gen/variant.c  spec -> variants (cross product), defaults, per-family validation, names
+ *   gen/emit.c     variant -> CUDA source (generated config prelude + embedded template)
+ *   gen/hash.c     SHA-256 (OpenSSL libcrypto) for manifests and the runtime's cache keys
+ *
+ * Used by tools/jsdpa-gen.c and by the runtime's JIT (runtime/jit.c): one generator.
+ * Nothing after gen/spec.c sees YAML; everything after it sees these structs.
+ */
+#ifndef JSDPA_GEN_H_
+#define JSDPA_GEN_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define JSDPA_GEN_VERSION "0.1.0"
+
+/* ------------------------------------------------------------ typed values */
+
+typedef enum jsdpa_gen_family_e {
+  JSDPA_GEN_FAMILY_FLASH = 0,
+  JSDPA_GEN_FAMILY_EFFICIENT = 1,
+  JSDPA_GEN_FAMILY_MATH = 2,
+  JSDPA_GEN_FAMILY_COUNT = 3,
+} jsdpa_gen_family_t;
+
+typedef enum jsdpa_gen_dtype_e {
+  JSDPA_GEN_DTYPE_FP16 = 0,
+  JSDPA_GEN_DTYPE_BF16 = 1,
+  JSDPA_GEN_DTYPE_FP32 = 2,
+  JSDPA_GEN_DTYPE_COUNT = 3,
+} jsdpa_gen_dtype_t;
+
+/* sm_80 -> {80, false}; sm_90a -> {90, true} (arch-specific features: wgmma, setmaxnreg). */
+typedef struct jsdpa_gen_arch_s {
+  int sm;
+  bool arch_specific;
+} jsdpa_gen_arch_t;
+
+typedef struct jsdpa_gen_tile_s {
+  int block_m; /* query rows per thread block (math: rows per block) */
+  int block_n; /* keys per inner iteration */
+  int warps;   /* warps per thread block */
+  int stages;  /* K/V pipeline depth */
+} jsdpa_gen_tile_t;
+
+/* A location in a spec file (1-based; 0 = unknown). */
+typedef struct jsdpa_gen_loc_s {
+  const char* file;
+  int line;
+  int col;
+} jsdpa_gen_loc_t;
+
+/* One fully specified kernel: every field is a compile-time constant of its source. */
+typedef struct jsdpa_gen_variant_s {
+  jsdpa_gen_family_t family;
+  jsdpa_gen_arch_t arch;
+  jsdpa_gen_dtype_t dtype;
+  int head_dim;   /* q/k head dim, exact (templates pad internally and predicate the tail) */
+  int head_dim_v; /* v / output head dim */
+  bool causal;
+  jsdpa_gen_tile_t tile; /* resolved: explicit from the spec or the family default */
+  jsdpa_gen_loc_t loc;   /* the spec entry it came from (0s when built by the runtime) */
+} jsdpa_gen_variant_t;
+
+const char* jsdpa_gen_family_name(jsdpa_gen_family_t family); /* "flash" */
+const char* jsdpa_gen_dtype_name(jsdpa_gen_dtype_t dtype);    /* "bf16" */
+/* "sm_90a"; writes into buf (>= 16 bytes), returns buf. */
+const char* jsdpa_gen_arch_name(jsdpa_gen_arch_t arch, char* buf, size_t capacity);
+bool jsdpa_gen_parse_family(const char* text, jsdpa_gen_family_t* out);
+bool jsdpa_gen_parse_dtype(const char* text, jsdpa_gen_dtype_t* out);
+bool jsdpa_gen_parse_arch(const char* text, jsdpa_gen_arch_t* out);
+
+/* ------------------------------------------------------------ diagnostics */
+
+typedef enum jsdpa_gen_severity_e {
+  JSDPA_GEN_ERROR = 0,
+  JSDPA_GEN_WARNING = 1,
+  JSDPA_GEN_NOTE = 2,
+} jsdpa_gen_severity_t;
+
+/* Collects diagnostics for one or more source buffers; prints them GCC style. */
+typedef struct jsdpa_gen_diags_s jsdpa_gen_diags_t;
+
+jsdpa_gen_diags_t* jsdpa_gen_diags_create(FILE* sink /* NULL: collect only */);
+void jsdpa_gen_diags_destroy(jsdpa_gen_diags_t* diags);
+/* Registers the text of `file` so diagnostics can quote the source line. */
+void jsdpa_gen_diags_add_source(jsdpa_gen_diags_t* diags, const char* file, const char* text,
+                                size_t length);
+void jsdpa_gen_diag(jsdpa_gen_diags_t* diags, jsdpa_gen_severity_t severity, jsdpa_gen_loc_t loc,
+                    const char* format, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+int jsdpa_gen_diags_error_count(const jsdpa_gen_diags_t* diags);
+/* All diagnostics so far, formatted, NUL-terminated (owned by diags). */
+const char* jsdpa_gen_diags_text(const jsdpa_gen_diags_t* diags);
+
+/* ------------------------------------------------------------ spec -> variants */
+
+typedef struct jsdpa_gen_variant_list_s {
+  jsdpa_gen_variant_t* items;
+  size_t count;
+  size_t capacity;
+} jsdpa_gen_variant_list_t;
+
+void jsdpa_gen_variant_list_free(jsdpa_gen_variant_list_t* list);
+
+/*
+ * Parses a spec file's text and appends its variants (expanded, defaulted,
+ * validated, duplicates rejected) to `out`. `file` names the text in
+ * diagnostics and must outlive `out` (locations point at it). Reports every
+ * error it finds; returns false if any was reported (then nothing is appended).
+ */
+bool jsdpa_gen_load_spec(const char* file, const char* text, size_t length,
+                         jsdpa_gen_diags_t* diags, jsdpa_gen_variant_list_t* out);
+
+/* The family's default tile for (arch, dtype, head dims, causal). */
+jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arch_t arch,
+                                        jsdpa_gen_dtype_t dtype, int head_dim, int head_dim_v,
+                                        bool causal);
+
+/* Builds a variant with the default tile (what the runtime does per call). */
+jsdpa_gen_variant_t jsdpa_gen_variant_make(jsdpa_gen_family_t family, jsdpa_gen_arch_t arch,
+                                           jsdpa_gen_dtype_t dtype, int head_dim,
+                                           int head_dim_v, bool causal);
+
+/* Whether the family's template supports the variant; if not, a one-line reason. */
+bool jsdpa_gen_variant_check(const jsdpa_gen_variant_t* variant, char* why, size_t capacity);
+
+/*
+ * The kernel's entry name; encodes every specialization, e.g.
+ * "jsdpa_flash_sm90a_bf16_d128_dv128_causal_m128n64w4s2". Returns the length.
+ */
+size_t jsdpa_gen_kernel_name(const jsdpa_gen_variant_t* variant, char* buf, size_t capacity);
+
+/* ------------------------------------------------------------ emission */
+
+/*
+ * The complete, self-contained CUDA source of a variant (no #include of any
+ * file: NVRTC compiles it as is). Deterministic: same variant, same bytes.
+ * Returns a malloc'd NUL-terminated string (caller frees) or NULL on an
+ * unsupported variant (then `why` says why).
+ */
+char* jsdpa_gen_emit_source(const jsdpa_gen_variant_t* variant, size_t* out_length, char* why,
+                            size_t why_capacity);
+
+/* The source of the jagged prep kernel (entry "jsdpa_prep"); caller frees. */
+char* jsdpa_gen_emit_prep_source(size_t* out_length);
+
+/* NVRTC options for a variant's arch, e.g. {"--gpu-architecture=sm_90a", "-default-device", ...}.
+ * Returns the count written (<= capacity); the strings are static or in `storage`. */
+int jsdpa_gen_compile_options(jsdpa_gen_arch_t arch, const char** out_options, int capacity,
+                              char* storage, size_t storage_capacity);
+
+/* ------------------------------------------------------------ templates */
+
+/* A file embedded at build time from templates/ (NULL if absent). */
+const char* jsdpa_gen_template(const char* name, size_t* out_length);
+
+/* ------------------------------------------------------------ hashing */
+
+/* SHA-256 through OpenSSL's libcrypto. */
+typedef struct jsdpa_gen_sha256_s {
+  void* ctx;
+} jsdpa_gen_sha256_t;
+void jsdpa_gen_sha256_init(jsdpa_gen_sha256_t* h);
+void jsdpa_gen_sha256_update(jsdpa_gen_sha256_t* h, const void* data, size_t length);
+void jsdpa_gen_sha256_final(jsdpa_gen_sha256_t* h, uint8_t out[32]);
+/* One-shot into 64 hex chars + NUL. */
+void jsdpa_gen_sha256_hex(const void* data, size_t length, char out_hex[65]);
+void jsdpa_gen_hex(const uint8_t* bytes, size_t n, char* out /* 2n + 1 */);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* JSDPA_GEN_H_ */

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what jsdpa needs to build and test on Debian 12 (with the CUDA toolkit
+# already installed), skipping whatever is there. Debian packages via apt-get,
+# Python tools via pip. Safe to run repeatedly.
+set -euo pipefail
+
+need_pkgs=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for p in build-essential cmake pkg-config libyaml-dev libssl-dev llvm-14-tools python3; do
+  have_pkg "$p" || need_pkgs+=("$p")
+done
+if ((${#need_pkgs[@]})); then
+  echo "setup: installing Debian packages: ${need_pkgs[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! command -v nvcc >/dev/null 2>&1 && [ ! -e /usr/local/cuda/include/cuda.h ]; then
+  echo "setup: the CUDA toolkit (its headers cuda.h / nvrtc.h and NVRTC) is required; install it first" >&2
+  exit 1
+fi
+
+# Python tools for the package tests (numpy for jsdpa.numpy).
+PY=${PYTHON:-python3}
+if ! "$PY" -c "import numpy" >/dev/null 2>&1; then
+  echo "setup: installing numpy from PyPI"
+  "$PY" -m pip install -q numpy || "$PY" -m pip install -q --break-system-packages numpy
+fi
