@@ -1,7 +1,7 @@
 /* The CUDA driver and NVRTC through dlopen: one table of symbols per library,
  * filled once per process, so libjsdpa loads (and the cpu backend runs) on a
  * machine without either. */
-#include "cuda.h"
+#include "cuda_dl.h"
 
 #include <dlfcn.h>
 #include <pthread.h>

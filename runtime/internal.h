@@ -8,7 +8,7 @@
  *   backend_*.c one file per GPU backend: constraint checks and launch
  *   jit.c       variant -> source (gen library) -> kernel, through the cache
  *   cache.c     memory cache, disk cache (sha256 keys, atomic publish, checksums)
- *   cuda.c      dlopen'ed driver and NVRTC
+ *   cuda.c      dlopen'ed driver and NVRTC (cuda_dl.h)
  */
 #ifndef JSDPA_RUNTIME_INTERNAL_H_
 #define JSDPA_RUNTIME_INTERNAL_H_
@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "cuda.h"
+#include "cuda_dl.h"
 #include "jsdpa.h"
 #include "jsdpa_abi.h"
 #include "jsdpa_gen.h"
@@ -83,9 +83,23 @@ struct jsdpa_context_s {
   pthread_mutex_t lock;
 };
 
+/* device.c: opens the GPU of options.device (primary context, exact arch, SM
+ * count, sticky error word). Never fails hard: without a driver or device it
+ * leaves ctx->gpu false and ctx->gpu_reason set. */
+void jsdpa_device_open(jsdpa_context_t* ctx);
+void jsdpa_device_close(jsdpa_context_t* ctx);
 /* Makes the context's CUDA context current on this thread (pushes); pair with pop. */
-jsdpa_status_t jsdpa_context_push(jsdpa_context_t* ctx);
+JSDPA_MUST_USE jsdpa_status_t jsdpa_context_push(jsdpa_context_t* ctx);
 void jsdpa_context_pop(jsdpa_context_t* ctx);
+/* Where ptr lives: host memory (also unregistered host pointers and any pointer
+ * when there is no driver) or device memory (then *out_device is its ordinal).
+ * Managed memory counts as device memory. */
+jsdpa_memory_t jsdpa_pointer_memory(const jsdpa_context_t* ctx, const void* ptr, int* out_device);
+
+/* cache.c: the kernel cache (memory per context, then disk). */
+JSDPA_MUST_USE jsdpa_status_t jsdpa_cache_create(jsdpa_context_t* ctx, jsdpa_cache_t** out_cache);
+void jsdpa_cache_destroy(jsdpa_cache_t* cache);
+void jsdpa_cache_get_stats(const jsdpa_cache_t* cache, jsdpa_cache_stats_t* out_stats);
 
 /* ------------------------------------------------------------ stages */
 
@@ -123,11 +137,20 @@ bool jsdpa_gpu_common_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, ch
 
 /* ------------------------------------------------------------ JIT and launch */
 
+/*
+ * A loaded kernel. Every attention template defines
+ *   extern "C" __device__ const int jsdpa_launch[4] = {threads, smem_bytes, block_m, block_n};
+ * (its launch shape, owned by the template since it owns the layout); jit.c
+ * reads it once when the module is loaded and raises the function's dynamic
+ * shared-memory limit when smem_bytes > 48 KiB.
+ */
 typedef struct jsdpa_kernel_s {
   CUmodule module;
   CUfunction function;
   int threads;    /* block size */
   int smem_bytes; /* dynamic shared memory */
+  int block_m;    /* query rows per work unit (the prep kernel's tile) */
+  int block_n;    /* keys per inner iteration (for cost estimates) */
   jsdpa_gen_variant_t variant;
 } jsdpa_kernel_t;
 

@@ -1,7 +1,7 @@
 /*
  * jsdpa_abi.h — the contract between the host runtime and every generated kernel.
  *
- * This one header is compiled twice: by the C runtime (runtime/*.c include it)
+ * This one header is compiled twice: by the C runtime (the runtime sources include it)
  * and, embedded by the generator, at the top of every emitted CUDA source that
  * NVRTC compiles. So it uses only C types that both sides lay out identically
  * on x86-64 / the CUDA ABI (no <stdint.h>: NVRTC compiles without headers).

@@ -1,5 +1,5 @@
 /*
- * cuda.h (runtime-internal) — the CUDA driver and NVRTC, loaded with dlopen.
+ * cuda_dl.h (runtime-internal) — the CUDA driver and NVRTC, loaded with dlopen.
  *
  * One X-macro list per library names every entry point the project uses; the
  * table of function pointers is filled once per process. Without a driver the
@@ -10,8 +10,8 @@
  * Types and versioned symbol names come from the toolkit's <cuda.h> / <nvrtc.h>
  * (the macro renames there, e.g. cuMemAlloc -> cuMemAlloc_v2, pick the symbol).
  */
-#ifndef JSDPA_RUNTIME_CUDA_H_
-#define JSDPA_RUNTIME_CUDA_H_
+#ifndef JSDPA_RUNTIME_CUDA_DL_H_
+#define JSDPA_RUNTIME_CUDA_DL_H_
 
 #include <cuda.h>
 #include <nvrtc.h>
@@ -39,6 +39,7 @@
   X(cuModuleLoadData, 1)                          \
   X(cuModuleUnload, 1)                            \
   X(cuModuleGetFunction, 1)                       \
+  X(cuModuleGetGlobal, 1)                         \
   X(cuFuncSetAttribute, 1)                        \
   X(cuFuncGetAttribute, 1)                        \
   X(cuOccupancyMaxActiveBlocksPerMultiprocessor, 1) \
@@ -120,4 +121,4 @@ jsdpa_status_t jsdpa_nvrtc_compile(const char* what, const char* source, const c
                                    int num_options, bool want_ptx, void** out_image,
                                    size_t* out_size, char** out_log);
 
-#endif /* JSDPA_RUNTIME_CUDA_H_ */
+#endif /* JSDPA_RUNTIME_CUDA_DL_H_ */
