@@ -1,0 +1,199 @@
+/* The JIT: variant -> CUDA source (the gen library) -> cubin (disk cache or
+ * NVRTC) -> loaded kernel (memory cache). The hot path is one lookup by kernel
+ * name, which encodes every specialization; the source is emitted and hashed
+ * only on a memory miss. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cache.h"
+#include "internal.h"
+
+#define JIT_PREP_NAME "jsdpa_prep"
+#define JIT_MAX_OPTIONS 32
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+/* The memory cache's destroy callback: unloads the module in its context. */
+static void kernel_destroy(void* value, void* arg) {
+  jsdpa_kernel_t* kernel = value;
+  jsdpa_context_t* ctx = arg;
+  jsdpa_status_t s = jsdpa_context_push(ctx);
+  if (!s) {
+    ctx->cu->cuModuleUnload(kernel->module);
+    jsdpa_context_pop(ctx);
+  }
+  jsdpa_status_free(s);
+  free(kernel);
+}
+
+/* The cubin for `source`: from the disk cache, else compiled (and stored). */
+static jsdpa_status_t get_image(jsdpa_context_t* ctx, const char* name, jsdpa_gen_arch_t arch,
+                                const char* source, size_t length, void** out_image,
+                                size_t* out_size) {
+  const char* reason = NULL;
+  const jsdpa_nvrtc_t* nv = jsdpa_nvrtc(&reason);
+  if (!nv) return jsdpa_make_status(JSDPA_STATUS_UNAVAILABLE, "NVRTC unavailable: %s", reason);
+
+  const char* options[JIT_MAX_OPTIONS];
+  char storage[1024];
+  int num_options =
+      jsdpa_gen_compile_options(arch, options, JIT_MAX_OPTIONS, storage, sizeof(storage));
+  char arch_name[16];
+  jsdpa_gen_arch_name(arch, arch_name, sizeof(arch_name));
+
+  jsdpa_cache_key_t key;
+  jsdpa_cache_key_inputs_t inputs = {
+      .generator_version = JSDPA_GEN_VERSION,
+      .source = source,
+      .source_length = length,
+      .options = options,
+      .num_options = num_options,
+      .arch = arch_name,
+      .nvrtc_major = nv->major,
+      .nvrtc_minor = nv->minor,
+      .abi_version = JSDPA_ABI_VERSION,
+  };
+  jsdpa_cache_key_compute(&inputs, &key);
+
+  double start = now_ms();
+  if (jsdpa_cache_disk_load(ctx->cache, &key, out_image, out_size)) {
+    jsdpa_cache_note_load(ctx->cache, now_ms() - start);
+    jsdpa_log(ctx, 2, "jsdpa: %s: disk cache hit (%s)", name, key.hex);
+    return NULL;
+  }
+
+  start = now_ms();
+  char* log = NULL;
+  jsdpa_status_t status =
+      jsdpa_nvrtc_compile(name, source, options, num_options, false, out_image, out_size, &log);
+  double ms = now_ms() - start;
+  if (status) {
+    free(log);
+    return status;
+  }
+  jsdpa_cache_note_compile(ctx->cache, ms);
+  bool stored = jsdpa_cache_disk_store(ctx->cache, &key, *out_image, *out_size);
+  jsdpa_log(ctx, 1, "jsdpa: cold compile of %s for %s: %.1f ms (NVRTC %d.%d)%s%s", name, arch_name,
+            ms, nv->major, nv->minor, stored ? ", stored in " : ", not stored on disk",
+            stored ? jsdpa_cache_dir(ctx->cache) : "");
+  if (log && log[0]) jsdpa_log(ctx, 2, "jsdpa: NVRTC log for %s:\n%s", name, log);
+  free(log);
+  return NULL;
+}
+
+/* Loads the image and reads the template's launch shape. The copy of
+ * jsdpa_launch is a synchronous device read, done once per module. */
+static jsdpa_status_t load_module(jsdpa_context_t* ctx, const char* name, const void* image,
+                                  jsdpa_kernel_t* kernel) {
+  const jsdpa_cuda_driver_t* cu = ctx->cu;
+  CU_CHECK(cu, cuModuleLoadData(&kernel->module, image));
+  CU_CHECK(cu, cuModuleGetFunction(&kernel->function, kernel->module, name));
+  CUdeviceptr launch_ptr = 0;
+  size_t launch_bytes = 0;
+  CU_CHECK(cu, cuModuleGetGlobal(&launch_ptr, &launch_bytes, kernel->module, "jsdpa_launch"));
+  if (launch_bytes != 4 * sizeof(int))
+    return jsdpa_make_status(JSDPA_STATUS_INTERNAL, "%s: jsdpa_launch has %zu bytes, expected %zu",
+                             name, launch_bytes, 4 * sizeof(int));
+  int launch[4];
+  CU_CHECK(cu, cuMemcpyDtoH(launch, launch_ptr, sizeof(launch)));
+  kernel->threads = launch[0];
+  kernel->smem_bytes = launch[1];
+  kernel->block_m = launch[2];
+  kernel->block_n = launch[3];
+  if (kernel->threads <= 0 || kernel->threads > 1024 || kernel->smem_bytes < 0 ||
+      kernel->block_m <= 0 || kernel->block_n <= 0)
+    return jsdpa_make_status(JSDPA_STATUS_INTERNAL,
+                             "%s: bad jsdpa_launch {threads %d, smem %d, block_m %d, block_n %d}",
+                             name, launch[0], launch[1], launch[2], launch[3]);
+  if (kernel->smem_bytes > ctx->max_smem_optin)
+    return jsdpa_make_status(JSDPA_STATUS_UNSUPPORTED,
+                             "%s needs %d bytes of shared memory; %s allows %d per block", name,
+                             kernel->smem_bytes, ctx->device_name, ctx->max_smem_optin);
+  if (kernel->smem_bytes > 48 * 1024)
+    CU_CHECK(cu,
+             cuFuncSetAttribute(kernel->function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                kernel->smem_bytes));
+  return NULL;
+}
+
+/* Memory miss: image (disk or NVRTC), module, kernel, then publish it in the
+ * memory cache. Two threads missing at once both build; the loser's module is
+ * unloaded and both return the winner. */
+static jsdpa_status_t build_kernel(jsdpa_context_t* ctx, const char* name,
+                                   const jsdpa_gen_variant_t* variant, const char* source,
+                                   size_t length, const jsdpa_kernel_t** out_kernel) {
+  void* image = NULL;
+  size_t size = 0;
+  double start = now_ms();
+  JSDPA_RETURN_IF_ERROR(get_image(ctx, name, variant->arch, source, length, &image, &size));
+  double load_start = now_ms();
+
+  jsdpa_kernel_t* kernel = calloc(1, sizeof(*kernel));
+  jsdpa_status_t status =
+      kernel ? jsdpa_context_push(ctx)
+             : jsdpa_make_status(JSDPA_STATUS_OUT_OF_MEMORY, "out of host memory loading %s", name);
+  if (!status) {
+    kernel->variant = *variant;
+    status = load_module(ctx, name, image, kernel);
+    if (status && kernel->module) ctx->cu->cuModuleUnload(kernel->module);
+    jsdpa_context_pop(ctx);
+  }
+  free(image);
+  if (status) {
+    free(kernel);
+    return jsdpa_status_annotate(status, "loading kernel %s", name);
+  }
+  jsdpa_cache_note_load(ctx->cache, now_ms() - load_start);
+  jsdpa_log(ctx, 2, "jsdpa: %s ready in %.1f ms", name, now_ms() - start);
+
+  jsdpa_kernel_t* cached = jsdpa_cache_memory_insert(ctx->cache, name, kernel, kernel_destroy, ctx);
+  if (cached != kernel) kernel_destroy(kernel, ctx);
+  if (!cached)
+    return jsdpa_make_status(JSDPA_STATUS_OUT_OF_MEMORY, "out of host memory caching %s", name);
+  *out_kernel = cached;
+  return NULL;
+}
+
+jsdpa_status_t jsdpa_jit_get(jsdpa_context_t* ctx, const jsdpa_gen_variant_t* variant,
+                             const jsdpa_kernel_t** out_kernel) {
+  *out_kernel = NULL;
+  if (!ctx->gpu) return jsdpa_make_status(JSDPA_STATUS_UNAVAILABLE, "no GPU: %s", ctx->gpu_reason);
+  char name[256];
+  size_t n = jsdpa_gen_kernel_name(variant, name, sizeof(name));
+  if (n == 0 || n >= sizeof(name))
+    return jsdpa_make_status(JSDPA_STATUS_INTERNAL, "kernel name of %zu characters", n);
+  *out_kernel = jsdpa_cache_memory_find(ctx->cache, name);
+  if (*out_kernel) return NULL;
+
+  char why[JSDPA_REASON_CAPACITY] = "";
+  size_t length = 0;
+  char* source = jsdpa_gen_emit_source(variant, &length, why, sizeof(why));
+  if (!source) return jsdpa_make_status(JSDPA_STATUS_UNSUPPORTED, "%s: %s", name, why);
+  jsdpa_status_t status = build_kernel(ctx, name, variant, source, length, out_kernel);
+  free(source);
+  return status;
+}
+
+jsdpa_status_t jsdpa_jit_get_prep(jsdpa_context_t* ctx, const jsdpa_kernel_t** out_kernel) {
+  *out_kernel = NULL;
+  if (!ctx->gpu) return jsdpa_make_status(JSDPA_STATUS_UNAVAILABLE, "no GPU: %s", ctx->gpu_reason);
+  *out_kernel = jsdpa_cache_memory_find(ctx->cache, JIT_PREP_NAME);
+  if (*out_kernel) return NULL;
+
+  size_t length = 0;
+  char* source = jsdpa_gen_emit_prep_source(&length);
+  if (!source)
+    return jsdpa_make_status(JSDPA_STATUS_INTERNAL, "the generator has no prep kernel source");
+  jsdpa_gen_variant_t variant;
+  memset(&variant, 0, sizeof(variant));
+  variant.arch = ctx->arch;
+  jsdpa_status_t status = build_kernel(ctx, JIT_PREP_NAME, &variant, source, length, out_kernel);
+  free(source);
+  return status;
+}
