@@ -1,5 +1,5 @@
 /* The math backend: the generated row kernel (templates/math.cu, one query row
- * per warp) for everything the GPU path accepts. Slow but general; the
+ * per warp, rows numbered head-major) for everything the GPU path accepts. Slow but general; the
  * correctness baseline for the tiled kernels on the device. */
 #include <stdio.h>
 
@@ -46,7 +46,8 @@ static jsdpa_status_t math_run(jsdpa_context_t* ctx, const jsdpa_call_t* call) {
   jsdpa_status_t status = jsdpa_prepare_jagged(ctx, call, 1, 1, &ws, &params);
   if (!status) {
     const long long rows = (long long)call->total_q * call->heads;
-    const long long rows_per_block = kernel->block_m;
+    /* templates/math.cu: one query row per warp. */
+    const long long rows_per_block = kernel->threads / 32;
     if (rows > 0) {
       unsigned grid = (unsigned)((rows + rows_per_block - 1) / rows_per_block);
       void* args[] = {&params};

@@ -64,7 +64,7 @@ static jsdpa_status_t get_image(jsdpa_context_t* ctx, const char* name, jsdpa_ge
   double start = now_ms();
   if (jsdpa_cache_disk_load(ctx->cache, &key, out_image, out_size)) {
     jsdpa_cache_note_load(ctx->cache, now_ms() - start);
-    jsdpa_log(ctx, 2, "jsdpa: %s: disk cache hit (%s)", name, key.hex);
+    jsdpa_log(ctx, 2, "%s: disk cache hit (%s)", name, key.hex);
     return NULL;
   }
 
@@ -79,10 +79,10 @@ static jsdpa_status_t get_image(jsdpa_context_t* ctx, const char* name, jsdpa_ge
   }
   jsdpa_cache_note_compile(ctx->cache, ms);
   bool stored = jsdpa_cache_disk_store(ctx->cache, &key, *out_image, *out_size);
-  jsdpa_log(ctx, 1, "jsdpa: cold compile of %s for %s: %.1f ms (NVRTC %d.%d)%s%s", name, arch_name,
-            ms, nv->major, nv->minor, stored ? ", stored in " : ", not stored on disk",
+  jsdpa_log(ctx, 1, "cold compile of %s for %s: %.1f ms (NVRTC %d.%d)%s%s", name, arch_name, ms,
+            nv->major, nv->minor, stored ? ", stored in " : ", not stored on disk",
             stored ? jsdpa_cache_dir(ctx->cache) : "");
-  if (log && log[0]) jsdpa_log(ctx, 2, "jsdpa: NVRTC log for %s:\n%s", name, log);
+  if (log && log[0]) jsdpa_log(ctx, 2, "NVRTC log for %s:\n%s", name, log);
   free(log);
   return NULL;
 }
@@ -150,7 +150,7 @@ static jsdpa_status_t build_kernel(jsdpa_context_t* ctx, const char* name,
     return jsdpa_status_annotate(status, "loading kernel %s", name);
   }
   jsdpa_cache_note_load(ctx->cache, now_ms() - load_start);
-  jsdpa_log(ctx, 2, "jsdpa: %s ready in %.1f ms", name, now_ms() - start);
+  jsdpa_log(ctx, 2, "%s ready in %.1f ms", name, now_ms() - start);
 
   jsdpa_kernel_t* cached = jsdpa_cache_memory_insert(ctx->cache, name, kernel, kernel_destroy, ctx);
   if (cached != kernel) kernel_destroy(kernel, ctx);

@@ -5,8 +5,9 @@
  * One thread block of JSDPA_PREP_THREADS threads:
  *   1. converts the caller's offsets (int32 or int64) to int32 and checks them
  *      (start 0, non-decreasing, last == total); on failure it records the
- *      error in the schedule and in the context's sticky word and stops, and
- *      the attention kernels, seeing schedule->error, write nothing;
+ *      error in the schedule and (the first one) in the context's sticky
+ *      word and stops, and the attention kernels, seeing schedule->error,
+ *      write nothing;
  *   2. finds the longest q and kv sequence;
  *   3. writes the (sequence, query tile) work list longest-first, by a
  *      counting sort on each tile's cost (the key blocks it visits): a
@@ -156,7 +157,8 @@ extern "C" __global__ void __launch_bounds__(JSDPA_PREP_THREADS)
       p.schedule->tile_counter = 0;
       p.schedule->error = error;
       p.schedule->bad_index = bad_index;
-      atomicOr(p.sticky_error, 1 << error);
+      /* The first error wins: the word keeps one readable JSDPA_PREP_ERR_* code. */
+      atomicCAS(p.sticky_error, 0, error);
     }
     return;
   }
