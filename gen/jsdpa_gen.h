@@ -80,6 +80,8 @@ const char* jsdpa_gen_arch_name(jsdpa_gen_arch_t arch, char* buf, size_t capacit
 bool jsdpa_gen_parse_family(const char* text, jsdpa_gen_family_t* out);
 bool jsdpa_gen_parse_dtype(const char* text, jsdpa_gen_dtype_t* out);
 bool jsdpa_gen_parse_arch(const char* text, jsdpa_gen_arch_t* out);
+/* The arches the spec language accepts, oldest first (for messages and docs). */
+const jsdpa_gen_arch_t* jsdpa_gen_known_archs(size_t* out_count);
 
 /* ------------------------------------------------------------ diagnostics */
 
@@ -103,9 +105,56 @@ void jsdpa_gen_diag(jsdpa_gen_diags_t* diags, jsdpa_gen_severity_t severity, jsd
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
+/* Holds the diagnostics reported from now on until the matching release, which
+ * prints them sorted by position in their file (a note stays after the error it
+ * annotates). jsdpa_gen_load_spec holds around its work, so one file's errors
+ * read top to bottom although validation finds some after parsing. Nests. */
+void jsdpa_gen_diags_hold(jsdpa_gen_diags_t* diags);
+void jsdpa_gen_diags_release(jsdpa_gen_diags_t* diags);
 int jsdpa_gen_diags_error_count(const jsdpa_gen_diags_t* diags);
 /* All diagnostics so far, formatted, NUL-terminated (owned by diags). */
 const char* jsdpa_gen_diags_text(const jsdpa_gen_diags_t* diags);
+
+/* ------------------------------------------------------------ typed spec */
+
+/* One value of an axis, with the location of its YAML node. */
+typedef struct jsdpa_gen_value_s {
+  jsdpa_gen_loc_t loc;
+  union {
+    jsdpa_gen_family_t family;
+    jsdpa_gen_arch_t arch;
+    jsdpa_gen_dtype_t dtype;
+    int integer;
+    bool boolean;
+  };
+} jsdpa_gen_value_t;
+
+/* A key whose value was a scalar or a non-empty list; count == 0: key absent. */
+typedef struct jsdpa_gen_axis_s {
+  jsdpa_gen_loc_t loc; /* the key */
+  jsdpa_gen_value_t* items;
+  size_t count;
+} jsdpa_gen_axis_t;
+
+/* One element of `kernels:`, type-checked but not yet expanded or validated. */
+typedef struct jsdpa_gen_spec_entry_s {
+  jsdpa_gen_loc_t loc; /* the entry's mapping */
+  jsdpa_gen_axis_t family, arch, dtype, head_dim, head_dim_v, causal;
+  jsdpa_gen_axis_t block_m, block_n, warps, stages; /* under `tile:` */
+  bool incomplete; /* a key or value had an error: validate what is there, emit nothing */
+} jsdpa_gen_spec_entry_t;
+
+typedef struct jsdpa_gen_spec_s {
+  const char* file;
+  jsdpa_gen_spec_entry_t* entries;
+  size_t count;
+} jsdpa_gen_spec_t;
+
+/* gen/spec.c: YAML text -> typed spec. Reports every syntax, key and type error;
+ * returns false if any was reported. Free with jsdpa_gen_spec_free either way. */
+bool jsdpa_gen_parse_spec(const char* file, const char* text, size_t length,
+                          jsdpa_gen_diags_t* diags, jsdpa_gen_spec_t* out);
+void jsdpa_gen_spec_free(jsdpa_gen_spec_t* spec);
 
 /* ------------------------------------------------------------ spec -> variants */
 
@@ -125,6 +174,11 @@ void jsdpa_gen_variant_list_free(jsdpa_gen_variant_list_t* list);
  */
 bool jsdpa_gen_load_spec(const char* file, const char* text, size_t length,
                          jsdpa_gen_diags_t* diags, jsdpa_gen_variant_list_t* out);
+
+/* gen/variant.c: the second half of jsdpa_gen_load_spec (expand, default,
+ * validate, reject duplicates, also against what `out` already holds). */
+bool jsdpa_gen_expand_spec(const jsdpa_gen_spec_t* spec, jsdpa_gen_diags_t* diags,
+                           jsdpa_gen_variant_list_t* out);
 
 /* The family's default tile for (arch, dtype, head dims, causal). */
 jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arch_t arch,
@@ -165,6 +219,10 @@ int jsdpa_gen_compile_options(jsdpa_gen_arch_t arch, const char** out_options, i
                               char* storage, size_t storage_capacity);
 
 /* ------------------------------------------------------------ templates */
+
+/* The template file a variant instantiates ("math.cu"): chosen by family (and,
+ * where a family has per-arch templates, by arch). Present or not in this build. */
+const char* jsdpa_gen_template_name(const jsdpa_gen_variant_t* variant);
 
 /* A file embedded at build time from templates/ (NULL if absent). */
 const char* jsdpa_gen_template(const char* name, size_t* out_length);

@@ -1,0 +1,454 @@
+/* Typed spec -> variants: the cross product of each entry's axes, tile defaults,
+ * validation against the family limits table, kernel names, duplicates.
+ *
+ * What a family's template supports lives in ONE row of `family_limits` below;
+ * both the spec validation (jsdpa-gen) and the runtime's jsdpa_gen_variant_check
+ * read it, so the generator and the backends cannot disagree. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsdpa_gen.h"
+
+/* ------------------------------------------------------------ names */
+
+static const char* const family_names[JSDPA_GEN_FAMILY_COUNT] = {"flash", "efficient", "math"};
+static const char* const dtype_names[JSDPA_GEN_DTYPE_COUNT] = {"fp16", "bf16", "fp32"};
+
+/* Oldest first. sm_70 and sm_75 exist for the math family only (the flash
+ * kernels need sm_80's mma and cp.async); sm_90a adds wgmma/TMA/setmaxnreg. */
+static const jsdpa_gen_arch_t known_archs[] = {
+    {70, false}, {75, false}, {80, false}, {86, false}, {89, false}, {90, false}, {90, true},
+};
+
+const char* jsdpa_gen_family_name(jsdpa_gen_family_t family) {
+  return (unsigned)family < JSDPA_GEN_FAMILY_COUNT ? family_names[family] : "?";
+}
+
+const char* jsdpa_gen_dtype_name(jsdpa_gen_dtype_t dtype) {
+  return (unsigned)dtype < JSDPA_GEN_DTYPE_COUNT ? dtype_names[dtype] : "?";
+}
+
+const char* jsdpa_gen_arch_name(jsdpa_gen_arch_t arch, char* buf, size_t capacity) {
+  snprintf(buf, capacity, "sm_%d%s", arch.sm, arch.arch_specific ? "a" : "");
+  return buf;
+}
+
+const jsdpa_gen_arch_t* jsdpa_gen_known_archs(size_t* out_count) {
+  *out_count = sizeof(known_archs) / sizeof(known_archs[0]);
+  return known_archs;
+}
+
+bool jsdpa_gen_parse_family(const char* text, jsdpa_gen_family_t* out) {
+  for (int f = 0; f < JSDPA_GEN_FAMILY_COUNT; ++f)
+    if (!strcmp(text, family_names[f])) {
+      *out = (jsdpa_gen_family_t)f;
+      return true;
+    }
+  return false;
+}
+
+bool jsdpa_gen_parse_dtype(const char* text, jsdpa_gen_dtype_t* out) {
+  for (int t = 0; t < JSDPA_GEN_DTYPE_COUNT; ++t)
+    if (!strcmp(text, dtype_names[t])) {
+      *out = (jsdpa_gen_dtype_t)t;
+      return true;
+    }
+  return false;
+}
+
+bool jsdpa_gen_parse_arch(const char* text, jsdpa_gen_arch_t* out) {
+  char name[16];
+  for (size_t i = 0; i < sizeof(known_archs) / sizeof(known_archs[0]); ++i)
+    if (!strcmp(text, jsdpa_gen_arch_name(known_archs[i], name, sizeof(name)))) {
+      *out = known_archs[i];
+      return true;
+    }
+  return false;
+}
+
+/* ------------------------------------------------------------ family limits */
+
+#define JSDPA_GEN_MAX_CHOICES 8
+
+/* What one family's template supports. Tile choice lists end at the first 0. */
+typedef struct jsdpa_gen_family_limits_s {
+  /* templates/<template_name>; a family whose template is not embedded in this
+   * build is reported as having none, so adding the file enables the family. */
+  const char* template_name;
+  bool dtypes[JSDPA_GEN_DTYPE_COUNT]; /* indexed by jsdpa_gen_dtype_t */
+  int head_dim_min, head_dim_max;     /* for head_dim and head_dim_v */
+  bool head_dim_v_free;               /* head_dim_v may differ from head_dim */
+  int min_sm;
+  int block_m[JSDPA_GEN_MAX_CHOICES];
+  int block_n[JSDPA_GEN_MAX_CHOICES];
+  int warps[JSDPA_GEN_MAX_CHOICES];
+  int stages[JSDPA_GEN_MAX_CHOICES];
+  bool warps_is_block_m; /* a row kernel: one warp per query row, block_m rows per block */
+} jsdpa_gen_family_limits_t;
+
+/*                        template        fp16  bf16  fp32   head dim  dv free  sm
+ *                        block_m              block_n         warps       stages */
+static const jsdpa_gen_family_limits_t family_limits[JSDPA_GEN_FAMILY_COUNT] = {
+    [JSDPA_GEN_FAMILY_FLASH] = {"flash.cu",
+                                {true, true, false},
+                                1,
+                                256,
+                                false,
+                                80,
+                                {64, 128},
+                                {32, 64, 128},
+                                {4, 8},
+                                {1, 2, 3},
+                                false},
+    [JSDPA_GEN_FAMILY_EFFICIENT] = {"efficient.cu",
+                                    {true, true, true},
+                                    1,
+                                    1024,
+                                    true,
+                                    80,
+                                    {32, 64, 128},
+                                    {32, 64, 128},
+                                    {2, 4, 8},
+                                    {1, 2},
+                                    false},
+    [JSDPA_GEN_FAMILY_MATH] = {"math.cu",
+                               {true, true, true},
+                               1,
+                               1024,
+                               true,
+                               70,
+                               {1, 2, 4, 8, 16},
+                               {1},
+                               {1, 2, 4, 8, 16},
+                               {1},
+                               true},
+};
+
+jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arch_t arch,
+                                        jsdpa_gen_dtype_t dtype, int head_dim, int head_dim_v,
+                                        bool causal) {
+  (void)arch, (void)dtype, (void)causal;
+  int d = head_dim > head_dim_v ? head_dim : head_dim_v;
+  switch (family) {
+    case JSDPA_GEN_FAMILY_FLASH:
+      /* Past d = 128 a 128-row tile's accumulators no longer fit the registers
+       * of 4 warps; halving the rows keeps them there. */
+      return d <= 128 ? (jsdpa_gen_tile_t){128, 64, 4, 2} : (jsdpa_gen_tile_t){64, 64, 4, 2};
+    case JSDPA_GEN_FAMILY_EFFICIENT: return (jsdpa_gen_tile_t){64, 64, 4, 1};
+    default: return (jsdpa_gen_tile_t){4, 1, 4, 1}; /* math: 4 rows (warps) per block */
+  }
+}
+
+jsdpa_gen_variant_t jsdpa_gen_variant_make(jsdpa_gen_family_t family, jsdpa_gen_arch_t arch,
+                                           jsdpa_gen_dtype_t dtype, int head_dim, int head_dim_v,
+                                           bool causal) {
+  jsdpa_gen_variant_t v = {
+      .family = family,
+      .arch = arch,
+      .dtype = dtype,
+      .head_dim = head_dim,
+      .head_dim_v = head_dim_v,
+      .causal = causal,
+      .tile = jsdpa_gen_default_tile(family, arch, dtype, head_dim, head_dim_v, causal),
+  };
+  return v;
+}
+
+const char* jsdpa_gen_template_name(const jsdpa_gen_variant_t* variant) {
+  if ((unsigned)variant->family >= JSDPA_GEN_FAMILY_COUNT) return NULL;
+  return family_limits[variant->family].template_name;
+}
+
+size_t jsdpa_gen_kernel_name(const jsdpa_gen_variant_t* v, char* buf, size_t capacity) {
+  int n = snprintf(buf, capacity, "jsdpa_%s_sm%d%s_%s_d%d_dv%d_%s_m%dn%dw%ds%d",
+                   jsdpa_gen_family_name(v->family), v->arch.sm, v->arch.arch_specific ? "a" : "",
+                   jsdpa_gen_dtype_name(v->dtype), v->head_dim, v->head_dim_v,
+                   v->causal ? "causal" : "full", v->tile.block_m, v->tile.block_n, v->tile.warps,
+                   v->tile.stages);
+  return n < 0 ? 0 : (size_t)n;
+}
+
+/* ------------------------------------------------------------ checks */
+
+/* The part of a variant a problem is about, so the spec validation can point
+ * at the YAML node that holds it. */
+typedef enum jsdpa_gen_field_e {
+  FIELD_FAMILY,
+  FIELD_ARCH,
+  FIELD_DTYPE,
+  FIELD_HEAD_DIM,
+  FIELD_HEAD_DIM_V,
+  FIELD_CAUSAL,
+  FIELD_BLOCK_M,
+  FIELD_BLOCK_N,
+  FIELD_WARPS,
+  FIELD_STAGES,
+  FIELD_COUNT,
+} jsdpa_gen_field_t;
+
+typedef struct jsdpa_gen_problem_s {
+  jsdpa_gen_field_t field;
+  char message[256];
+} jsdpa_gen_problem_t;
+
+static bool allowed(const int* choices, int value) {
+  for (int i = 0; i < JSDPA_GEN_MAX_CHOICES && choices[i]; ++i)
+    if (choices[i] == value) return true;
+  return false;
+}
+
+static void format_choices(const int* choices, char* buf, size_t capacity) {
+  size_t n = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < JSDPA_GEN_MAX_CHOICES && choices[i] && n < capacity; ++i)
+    n += (size_t)snprintf(buf + n, capacity - n, "%s%d", i ? ", " : "", choices[i]);
+}
+
+/* Every way the variant breaks its family's limits (at most one per field),
+ * each worded without the other fields' values, so one bad node reached by many
+ * variants gives one message. Returns the number written. */
+static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out) {
+  int n = 0;
+#define PROBLEM(f, ...)                                            \
+  do {                                                             \
+    out[n].field = (f);                                            \
+    snprintf(out[n].message, sizeof(out[n].message), __VA_ARGS__); \
+    ++n;                                                           \
+  } while (0)
+  if ((unsigned)v->family >= JSDPA_GEN_FAMILY_COUNT) {
+    PROBLEM(FIELD_FAMILY, "unknown family %d", (int)v->family);
+    return n;
+  }
+  const jsdpa_gen_family_limits_t* lim = &family_limits[v->family];
+  const char* fam = family_names[v->family];
+  if (!jsdpa_gen_template(lim->template_name, NULL))
+    PROBLEM(FIELD_FAMILY, "family '%s' has no kernel template in this version (templates/%s)", fam,
+            lim->template_name);
+  char arch[16];
+  if (v->arch.sm < lim->min_sm)
+    PROBLEM(FIELD_ARCH, "family '%s' needs sm_%d or newer, got %s", fam, lim->min_sm,
+            jsdpa_gen_arch_name(v->arch, arch, sizeof(arch)));
+  if ((unsigned)v->dtype >= JSDPA_GEN_DTYPE_COUNT || !lim->dtypes[v->dtype]) {
+    char list[64] = "";
+    for (int t = 0; t < JSDPA_GEN_DTYPE_COUNT; ++t)
+      if (lim->dtypes[t]) {
+        strncat(list, list[0] ? ", " : "", sizeof(list) - strlen(list) - 1);
+        strncat(list, dtype_names[t], sizeof(list) - strlen(list) - 1);
+      }
+    PROBLEM(FIELD_DTYPE, "family '%s' does not support dtype '%s' (supported: %s)", fam,
+            jsdpa_gen_dtype_name(v->dtype), list);
+  }
+  bool d_ok = v->head_dim >= lim->head_dim_min && v->head_dim <= lim->head_dim_max;
+  if (!d_ok)
+    PROBLEM(FIELD_HEAD_DIM, "head_dim %d is out of range for family '%s' (%d..%d)", v->head_dim,
+            fam, lim->head_dim_min, lim->head_dim_max);
+  if (v->head_dim_v < lim->head_dim_min || v->head_dim_v > lim->head_dim_max)
+    PROBLEM(FIELD_HEAD_DIM_V, "head_dim_v %d is out of range for family '%s' (%d..%d)",
+            v->head_dim_v, fam, lim->head_dim_min, lim->head_dim_max);
+  else if (!lim->head_dim_v_free && d_ok && v->head_dim_v != v->head_dim)
+    PROBLEM(FIELD_HEAD_DIM_V,
+            "family '%s' needs head_dim_v == head_dim; head_dim_v %d != head_dim %d", fam,
+            v->head_dim_v, v->head_dim);
+  const struct {
+    jsdpa_gen_field_t field;
+    const char* name;
+    int value;
+    const int* choices;
+  } tile[] = {
+      {FIELD_BLOCK_M, "block_m", v->tile.block_m, lim->block_m},
+      {FIELD_BLOCK_N, "block_n", v->tile.block_n, lim->block_n},
+      {FIELD_WARPS, "warps", v->tile.warps, lim->warps},
+      {FIELD_STAGES, "stages", v->tile.stages, lim->stages},
+  };
+  for (size_t i = 0; i < sizeof(tile) / sizeof(tile[0]); ++i)
+    if (!allowed(tile[i].choices, tile[i].value)) {
+      char list[64];
+      format_choices(tile[i].choices, list, sizeof(list));
+      PROBLEM(tile[i].field, "tile %s %d is not supported by family '%s' (allowed: %s)",
+              tile[i].name, tile[i].value, fam, list);
+    }
+  if (lim->warps_is_block_m && v->tile.warps != v->tile.block_m &&
+      allowed(lim->warps, v->tile.warps))
+    PROBLEM(FIELD_WARPS,
+            "family '%s' runs one warp per row: tile warps (%d) must equal block_m (%d)", fam,
+            v->tile.warps, v->tile.block_m);
+#undef PROBLEM
+  return n;
+}
+
+bool jsdpa_gen_variant_check(const jsdpa_gen_variant_t* variant, char* why, size_t capacity) {
+  jsdpa_gen_problem_t problems[FIELD_COUNT + 1];
+  int n = check_variant(variant, problems);
+  if (n == 0) {
+    if (capacity) why[0] = '\0';
+    return true;
+  }
+  size_t used = 0;
+  if (capacity) why[0] = '\0';
+  for (int i = 0; i < n && used < capacity; ++i)
+    used +=
+        (size_t)snprintf(why + used, capacity - used, "%s%s", i ? "; " : "", problems[i].message);
+  return false;
+}
+
+/* ------------------------------------------------------------ expansion */
+
+void jsdpa_gen_variant_list_free(jsdpa_gen_variant_list_t* list) {
+  free(list->items);
+  memset(list, 0, sizeof(*list));
+}
+
+static void list_push(jsdpa_gen_variant_list_t* list, const jsdpa_gen_variant_t* v) {
+  if (list->count == list->capacity) {
+    list->capacity = list->capacity ? 2 * list->capacity : 16;
+    list->items = realloc(list->items, list->capacity * sizeof(*list->items));
+    if (!list->items) abort();
+  }
+  list->items[list->count++] = *v;
+}
+
+/* Same kernel = same name: the name encodes every specialization. */
+static bool same_kernel(const jsdpa_gen_variant_t* a, const jsdpa_gen_variant_t* b) {
+  return a->family == b->family && a->arch.sm == b->arch.sm &&
+         a->arch.arch_specific == b->arch.arch_specific && a->dtype == b->dtype &&
+         a->head_dim == b->head_dim && a->head_dim_v == b->head_dim_v && a->causal == b->causal &&
+         a->tile.block_m == b->tile.block_m && a->tile.block_n == b->tile.block_n &&
+         a->tile.warps == b->tile.warps && a->tile.stages == b->tile.stages;
+}
+
+/* Where an entry's value for `field` is: the value's node, else (a default)
+ * the entry itself. idx[] picks the value of each axis in this combination. */
+static jsdpa_gen_loc_t field_loc(const jsdpa_gen_spec_entry_t* e,
+                                 const jsdpa_gen_axis_t* const* axes, const size_t* idx,
+                                 jsdpa_gen_field_t field) {
+  const jsdpa_gen_axis_t* axis = axes[field];
+  if (axis->count) return axis->items[idx[field]].loc;
+  /* A defaulted head_dim_v is the head_dim: blame that node. */
+  if (field == FIELD_HEAD_DIM_V && axes[FIELD_HEAD_DIM]->count)
+    return axes[FIELD_HEAD_DIM]->items[idx[FIELD_HEAD_DIM]].loc;
+  return e->loc;
+}
+
+/* One duplicate group: this entry repeats `count` variants of the entry at `first`. */
+typedef struct jsdpa_gen_dup_s {
+  jsdpa_gen_loc_t first;
+  char name[160];
+  size_t count;
+} jsdpa_gen_dup_t;
+
+/* Appends the entry's variants to `out`, or nothing if the entry has any error
+ * (then returns false): a bad entry must not seed duplicate reports either. */
+static bool expand_entry(const jsdpa_gen_spec_entry_t* e, jsdpa_gen_diags_t* diags,
+                         const jsdpa_gen_variant_list_t* earlier, jsdpa_gen_variant_list_t* out) {
+  /* Absent required axes were reported by the parser; nothing to expand. */
+  if (!e->family.count || !e->dtype.count || !e->head_dim.count) return false;
+  const jsdpa_gen_axis_t* axes[FIELD_COUNT] = {
+      [FIELD_FAMILY] = &e->family,         [FIELD_ARCH] = &e->arch,
+      [FIELD_DTYPE] = &e->dtype,           [FIELD_HEAD_DIM] = &e->head_dim,
+      [FIELD_HEAD_DIM_V] = &e->head_dim_v, [FIELD_CAUSAL] = &e->causal,
+      [FIELD_BLOCK_M] = &e->block_m,       [FIELD_BLOCK_N] = &e->block_n,
+      [FIELD_WARPS] = &e->warps,           [FIELD_STAGES] = &e->stages,
+  };
+  size_t idx[FIELD_COUNT] = {0};
+  jsdpa_gen_dup_t dups[8];
+  size_t dup_groups = 0;
+  bool ok = !e->incomplete;
+  size_t first_new = out->count;
+
+  /* Odometer over the axes, the first axis slowest, so variants come out in the
+   * order a reader of the spec expects (and deterministically). */
+  for (;;) {
+#define VALUE(field) (axes[field]->items[idx[field]])
+#define HAS(field) (axes[field]->count > 0)
+    jsdpa_gen_variant_t v = {
+        .family = VALUE(FIELD_FAMILY).family,
+        .arch = HAS(FIELD_ARCH) ? VALUE(FIELD_ARCH).arch : (jsdpa_gen_arch_t){80, false},
+        .dtype = VALUE(FIELD_DTYPE).dtype,
+        .head_dim = VALUE(FIELD_HEAD_DIM).integer,
+        .causal = HAS(FIELD_CAUSAL) && VALUE(FIELD_CAUSAL).boolean,
+        .loc = e->loc,
+    };
+    v.head_dim_v = HAS(FIELD_HEAD_DIM_V) ? VALUE(FIELD_HEAD_DIM_V).integer : v.head_dim;
+    v.tile = jsdpa_gen_default_tile(v.family, v.arch, v.dtype, v.head_dim, v.head_dim_v, v.causal);
+    if (HAS(FIELD_BLOCK_M)) v.tile.block_m = VALUE(FIELD_BLOCK_M).integer;
+    if (HAS(FIELD_BLOCK_N)) v.tile.block_n = VALUE(FIELD_BLOCK_N).integer;
+    if (HAS(FIELD_WARPS)) v.tile.warps = VALUE(FIELD_WARPS).integer;
+    if (HAS(FIELD_STAGES)) v.tile.stages = VALUE(FIELD_STAGES).integer;
+    /* A row kernel's warps and block_m are one number: giving either sets both. */
+    if (family_limits[v.family].warps_is_block_m && HAS(FIELD_BLOCK_M) != HAS(FIELD_WARPS)) {
+      if (HAS(FIELD_BLOCK_M))
+        v.tile.warps = v.tile.block_m;
+      else
+        v.tile.block_m = v.tile.warps;
+    }
+#undef VALUE
+#undef HAS
+
+    jsdpa_gen_problem_t problems[FIELD_COUNT + 1];
+    int n = check_variant(&v, problems);
+    for (int i = 0; i < n; ++i)
+      jsdpa_gen_diag(diags, JSDPA_GEN_ERROR, field_loc(e, axes, idx, problems[i].field), "%s",
+                     problems[i].message);
+    ok &= n == 0;
+    if (n == 0 && !e->incomplete) {
+      const jsdpa_gen_variant_t* first = NULL;
+      for (size_t i = 0; i < earlier->count && !first; ++i)
+        if (same_kernel(&earlier->items[i], &v)) first = &earlier->items[i];
+      for (size_t i = 0; i < out->count && !first; ++i)
+        if (same_kernel(&out->items[i], &v)) first = &out->items[i];
+      if (!first) {
+        list_push(out, &v);
+      } else {
+        size_t g = 0;
+        while (g < dup_groups && memcmp(&dups[g].first, &first->loc, sizeof(first->loc))) ++g;
+        if (g == dup_groups && g < sizeof(dups) / sizeof(dups[0])) {
+          dups[g] = (jsdpa_gen_dup_t){.first = first->loc};
+          jsdpa_gen_kernel_name(&v, dups[g].name, sizeof(dups[g].name));
+          ++dup_groups;
+        }
+        if (g < dup_groups) ++dups[g].count;
+        ok = false;
+      }
+    }
+
+    int f = FIELD_COUNT - 1;
+    while (f >= 0 && (axes[f]->count == 0 || ++idx[f] == axes[f]->count)) idx[f--] = 0;
+    if (f < 0) break;
+  }
+
+  for (size_t g = 0; g < dup_groups; ++g) {
+    if (dups[g].count > 1)
+      jsdpa_gen_diag(diags, JSDPA_GEN_ERROR, e->loc,
+                     "duplicate variant '%s' (and %zu more): already produced by an earlier entry",
+                     dups[g].name, dups[g].count - 1);
+    else
+      jsdpa_gen_diag(diags, JSDPA_GEN_ERROR, e->loc,
+                     "duplicate variant '%s': already produced by an earlier entry", dups[g].name);
+    jsdpa_gen_diag(diags, JSDPA_GEN_NOTE, dups[g].first, "first produced by this entry");
+  }
+  if (!ok) out->count = first_new;
+  return ok;
+}
+
+bool jsdpa_gen_expand_spec(const jsdpa_gen_spec_t* spec, jsdpa_gen_diags_t* diags,
+                           jsdpa_gen_variant_list_t* out) {
+  jsdpa_gen_variant_list_t mine = {0};
+  bool ok = true;
+  for (size_t i = 0; i < spec->count; ++i) ok &= expand_entry(&spec->entries[i], diags, out, &mine);
+  for (size_t i = 0; ok && i < mine.count; ++i) list_push(out, &mine.items[i]);
+  jsdpa_gen_variant_list_free(&mine);
+  return ok;
+}
+
+bool jsdpa_gen_load_spec(const char* file, const char* text, size_t length,
+                         jsdpa_gen_diags_t* diags, jsdpa_gen_variant_list_t* out) {
+  jsdpa_gen_diags_hold(diags);
+  jsdpa_gen_spec_t spec;
+  bool parsed = jsdpa_gen_parse_spec(file, text, length, diags, &spec);
+  /* Expand even after parse errors: the entries that parsed still get their
+   * values checked, so one run reports every error in the file. */
+  bool expanded = jsdpa_gen_expand_spec(&spec, diags, out);
+  jsdpa_gen_spec_free(&spec);
+  jsdpa_gen_diags_release(diags);
+  return parsed && expanded;
+}
