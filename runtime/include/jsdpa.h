@@ -116,6 +116,13 @@ typedef struct jsdpa_jagged_s {
   int64_t max_seqlen;
 } jsdpa_jagged_t;
 
+/* Limits jsdpa_forward checks (INVALID_ARGUMENT beyond them). A token_stride
+ * of 0 with a nonzero head_stride means heads * head_stride. */
+#define JSDPA_MAX_HEADS 65535             /* a CUDA grid dimension */
+#define JSDPA_MAX_HEAD_DIM 1024
+#define JSDPA_MAX_TOTAL_TOKENS 2147483647 /* counts and offsets are int32 on the device */
+#define JSDPA_MAX_BATCH 2147483646        /* batch + 1 offsets in int32 */
+
 /* Fills *t with a contiguous descriptor (strides 0, max_seqlen -1). */
 void jsdpa_jagged_initialize(jsdpa_jagged_t* t, void* data, jsdpa_dtype_t dtype,
                              int64_t total_tokens, int64_t heads, int64_t head_dim,
