@@ -214,13 +214,18 @@ static int parse_args(int argc, char** argv, args_t* a) {
 
 static uint64_t rng_state;
 
-/* Uniform on [-sqrt(3), sqrt(3)] (variance 1): xorshift64*, cheap enough for
- * the hundreds of millions of inputs of a full workload. */
-static float rand_input(void) {
+/* xorshift64*: test inputs, not cryptography. */
+static uint64_t rand_u64(void) {
   rng_state ^= rng_state >> 12;
   rng_state ^= rng_state << 25;
   rng_state ^= rng_state >> 27;
-  double u = (double)((rng_state * 0x2545F4914F6CDD1DULL) >> 11) * 0x1.0p-53;
+  return rng_state * 0x2545F4914F6CDD1DULL;
+}
+
+/* Uniform on [-sqrt(3), sqrt(3)] (variance 1): cheap enough for the hundreds
+ * of millions of inputs of a full workload. */
+static float rand_input(void) {
+  double u = (double)(rand_u64() >> 11) * 0x1.0p-53;
   return (float)((2.0 * u - 1.0) * 1.7320508075688772);
 }
 
@@ -331,32 +336,32 @@ static void* to_device(gpu_t* g, const void* host, size_t bytes) {
 /* The sequences checked against the float64 oracle: all of them when the
  * cost allows (the cpu path), else the longest, the shortest and random
  * others up to a budget of multiply-adds, so the check takes seconds. */
-static int pick_sequences(const int64_t* lens, int64_t batch, int64_t heads, int64_t head_dim,
-                          int* out, int capacity) {
+static int pick_sequences(const int64_t* lens, int batch, int64_t heads, int64_t head_dim, int* out,
+                          int capacity) {
+  if (batch <= 0) return 0;
   const double budget = 4e9;
   double all = 0;
-  for (int64_t b = 0; b < batch; ++b) all += (double)lens[b] * (double)lens[b];
+  for (int b = 0; b < batch; ++b) all += (double)lens[b] * (double)lens[b];
   int n = 0;
   if (all * (double)heads * (double)head_dim <= budget) {
-    for (int64_t b = 0; b < batch && n < capacity; ++b) out[n++] = (int)b;
+    for (int b = 0; b < batch && n < capacity; ++b) out[n++] = b;
     return n;
   }
-  int64_t longest = 0, shortest = 0;
-  for (int64_t b = 1; b < batch; ++b) {
+  int longest = 0, shortest = 0;
+  for (int b = 1; b < batch; ++b) {
     if (lens[b] > lens[longest]) longest = b;
     if (lens[b] < lens[shortest]) shortest = b;
   }
   double used = 0;
-  bool* taken = calloc((size_t)batch, 1);
+  bool* taken = xmalloc((size_t)batch);
+  memset(taken, 0, (size_t)batch);
   for (int tries = 0; tries < 4 * batch && n < capacity; ++tries) {
-    int64_t b = tries == 0   ? longest
-                : tries == 1 ? shortest
-                             : (int64_t)(rng_state++ % (uint64_t)batch);
+    int b = tries == 0 ? longest : tries == 1 ? shortest : (int)(rand_u64() % (uint64_t)batch);
     double cost = (double)lens[b] * (double)lens[b] * (double)heads * (double)head_dim;
     if (taken[b] || (n > 0 && used + cost > budget)) continue;
     taken[b] = true;
     used += cost;
-    out[n++] = (int)b;
+    out[n++] = b;
   }
   free(taken);
   return n;
@@ -645,7 +650,7 @@ int main(int argc, char** argv) {
   /* Check the last call's output on the chosen sequences. */
   const size_t row_bytes = (size_t)(a.heads * a.head_dim) * es;
   int* seqs = xmalloc((size_t)a.batch * sizeof(int));
-  int nseq = pick_sequences(a.lengths, a.batch, a.heads, a.head_dim, seqs, (int)a.batch);
+  int nseq = pick_sequences(a.lengths, (int)a.batch, a.heads, a.head_dim, seqs, (int)a.batch);
   const void** rows = xmalloc((size_t)(nseq ? nseq : 1) * sizeof(void*));
   for (int i = 0; i < nseq; ++i) {
     uint8_t* dst = (uint8_t*)ho + (size_t)offsets[seqs[i]] * row_bytes;
