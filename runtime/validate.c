@@ -65,8 +65,10 @@ static jsdpa_status_t check_tensor(tensor_t* x) {
   /* 0 means contiguous. A token stride of 0 packs tokens after all heads at
    * the (possibly padded) head stride, so padding heads alone stays legal. */
   if (t->head_stride == 0) t->head_stride = t->head_dim;
-  if (t->token_stride == 0)
-    t->token_stride = t->heads * t->head_stride; /* <= 65535 * 2^63? see below */
+  if (t->token_stride == 0 && __builtin_mul_overflow(t->heads, t->head_stride, &t->token_stride))
+    return JSDPA_INVALID("%s.head_stride (%" PRId64 ") times %s.heads (%" PRId64
+                         ") overflows int64",
+                         n, t->head_stride, n, t->heads);
   const size_t esize = dtype_size(t->dtype);
 
   /* The largest element index, (T-1)*ts + (H-1)*hs + (D-1), and its byte end
@@ -79,7 +81,7 @@ static jsdpa_status_t check_tensor(tensor_t* x) {
       __builtin_mul_overflow(last, (int64_t)esize, &bytes))
     return JSDPA_INVALID(
         "%s's strides overflow: total_tokens %" PRId64 ", heads %" PRId64 ", head_dim %" PRId64
-        ", token_stride %" PRId64 ", head_stride %" PRId64 " address past 2^63 elements",
+        ", token_stride %" PRId64 ", head_stride %" PRId64 " reach past 2^63 bytes",
         n, t->total_tokens, t->heads, t->head_dim, t->token_stride, t->head_stride);
   if (t->data && (uintptr_t)t->data % esize != 0)
     return JSDPA_INVALID("%s.data (%p) is not aligned to its element size (%zu bytes, %s)", n,
