@@ -94,14 +94,14 @@ static size_t edit_distance(const char* a, const char* b) {
   return d[n][m];
 }
 
-/* The closest candidate within two edits (and closer than its own length, so
- * "x" does not suggest "fp16"), or NULL. */
+/* The closest candidate within two edits that changes less than half of it,
+ * so "sm80" suggests "sm_80" but "fp64" does not suggest "fp16", or NULL. */
 static const char* closest(const char* word, const char* const* candidates, size_t count) {
   const char* best = NULL;
   size_t best_distance = 3;
   for (size_t i = 0; i < count; ++i) {
     size_t dist = edit_distance(word, candidates[i]);
-    if (dist < best_distance && dist < strlen(candidates[i])) {
+    if (dist < best_distance && 2 * dist < strlen(candidates[i])) {
       best = candidates[i];
       best_distance = dist;
     }
@@ -130,6 +130,15 @@ static size_t kind_names(jsdpa_gen_kind_t kind, const char** names, size_t capac
   return n;
 }
 
+static bool same_digits(const char* a, const char* b) {
+  for (;; ++a, ++b) {
+    while (*a && (*a < '0' || *a > '9')) ++a;
+    while (*b && (*b < '0' || *b > '9')) ++b;
+    if (*a != *b) return false;
+    if (!*a) return true;
+  }
+}
+
 static void report_unknown(jsdpa_gen_parser_t* p, jsdpa_gen_kind_t kind, const yaml_node_t* node) {
   static const char* const what[] = {"family", "arch", "dtype"};
   const char* names[32];
@@ -140,7 +149,14 @@ static void report_unknown(jsdpa_gen_parser_t* p, jsdpa_gen_kind_t kind, const y
     strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
     strncat(list, names[i], sizeof(list) - strlen(list) - 1);
   }
-  const char* guess = closest(scalar(node), names, n);
+  /* An arch with other digits is another GPU, not a typo: "sm_100a" must not
+   * suggest "sm_90a". Only spellings of the same number are offered. */
+  const char* similar[32];
+  size_t similar_count = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (kind != KIND_ARCH || same_digits(scalar(node), names[i]))
+      similar[similar_count++] = names[i];
+  const char* guess = closest(scalar(node), similar, similar_count);
   if (guess)
     SPEC_ERROR(p, node_loc(p, node), "unknown %s '%s'; did you mean '%s'? (valid: %s)", what[kind],
                scalar(node), guess, list);

@@ -242,7 +242,9 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
   if (!d_ok)
     PROBLEM(FIELD_HEAD_DIM, "head_dim %d is out of range for family '%s' (%d..%d)", v->head_dim,
             fam, lim->head_dim_min, lim->head_dim_max);
-  if (v->head_dim_v < lim->head_dim_min || v->head_dim_v > lim->head_dim_max)
+  /* An out-of-range head_dim_v equal to head_dim was said about head_dim. */
+  if ((v->head_dim_v < lim->head_dim_min || v->head_dim_v > lim->head_dim_max) &&
+      (d_ok || v->head_dim_v != v->head_dim))
     PROBLEM(FIELD_HEAD_DIM_V, "head_dim_v %d is out of range for family '%s' (%d..%d)",
             v->head_dim_v, fam, lim->head_dim_min, lim->head_dim_max);
   else if (!lim->head_dim_v_free && d_ok && v->head_dim_v != v->head_dim)
@@ -260,13 +262,17 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
       {FIELD_WARPS, "warps", v->tile.warps, lim->warps},
       {FIELD_STAGES, "stages", v->tile.stages, lim->stages},
   };
-  for (size_t i = 0; i < sizeof(tile) / sizeof(tile[0]); ++i)
+  for (size_t i = 0; i < sizeof(tile) / sizeof(tile[0]); ++i) {
+    /* A row kernel's warps equal to its block_m were said about block_m. */
+    if (lim->warps_is_block_m && tile[i].field == FIELD_WARPS && v->tile.warps == v->tile.block_m)
+      continue;
     if (!allowed(tile[i].choices, tile[i].value)) {
       char list[64];
       format_choices(tile[i].choices, list, sizeof(list));
       PROBLEM(tile[i].field, "tile %s %d is not supported by family '%s' (allowed: %s)",
               tile[i].name, tile[i].value, fam, list);
     }
+  }
   if (lim->warps_is_block_m && v->tile.warps != v->tile.block_m &&
       allowed(lim->warps, v->tile.warps))
     PROBLEM(FIELD_WARPS,
