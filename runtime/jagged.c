@@ -46,6 +46,7 @@ void jsdpa_params_from_call(const jsdpa_call_t* call, jsdpa_params_t* params) {
   params->head_dim_v = (int)call->head_dim_v;
   params->scale = (float)call->scale;
   params->scale_log2 = (float)(call->scale * M_LOG2E);
+  /* validate.c folds windows wider than any int32 sequence into -1. */
   params->window_left = (int)call->options.window_left;
   params->window_right = (int)call->options.window_right;
   params->softcap = call->options.softcap;

@@ -2,6 +2,7 @@
  * NVRTC) -> loaded kernel (memory cache). The hot path is one lookup by kernel
  * name, which encodes every specialization; the source is emitted and hashed
  * only on a memory miss. */
+#include <elf.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,21 +88,66 @@ static jsdpa_status_t get_image(jsdpa_context_t* ctx, const char* name, jsdpa_ge
   return NULL;
 }
 
-/* Loads the image and reads the template's launch shape. The copy of
- * jsdpa_launch is a synchronous device read, done once per module. */
+/*
+ * The template's launch shape, the 16 initial bytes of its jsdpa_launch
+ * global, read from the cubin's ELF symbol table on the host. Reading it
+ * through the loaded module instead (cuModuleGetGlobal + cuMemcpyDtoH) is a
+ * synchronous device copy, which on a cold call would also wait for the
+ * caller's work in flight; NVRTC emits the constant as a local symbol with
+ * its bytes in a PROGBITS section (.nv.global.init), which this reads.
+ */
+static bool read_launch(const uint8_t* image, size_t size, int out[4]) {
+  Elf64_Ehdr eh;
+  if (size < sizeof(eh)) return false;
+  memcpy(&eh, image, sizeof(eh));
+  if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+      eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_shentsize != sizeof(Elf64_Shdr) ||
+      eh.e_shoff > size || (size - eh.e_shoff) / sizeof(Elf64_Shdr) < eh.e_shnum)
+    return false;
+  Elf64_Shdr* sections = malloc(sizeof(Elf64_Shdr) * (eh.e_shnum ? eh.e_shnum : 1));
+  if (!sections) return false;
+  memcpy(sections, image + eh.e_shoff, sizeof(Elf64_Shdr) * eh.e_shnum);
+  bool found = false;
+  for (unsigned s = 0; s < eh.e_shnum && !found; ++s) {
+    const Elf64_Shdr* symtab = &sections[s];
+    if (symtab->sh_type != SHT_SYMTAB || symtab->sh_link >= eh.e_shnum) continue;
+    const Elf64_Shdr* strtab = &sections[symtab->sh_link];
+    if (symtab->sh_offset > size || symtab->sh_size > size - symtab->sh_offset ||
+        strtab->sh_offset > size || strtab->sh_size > size - strtab->sh_offset)
+      continue;
+    for (size_t i = 0; i < symtab->sh_size / sizeof(Elf64_Sym) && !found; ++i) {
+      Elf64_Sym sym;
+      memcpy(&sym, image + symtab->sh_offset + i * sizeof(sym), sizeof(sym));
+      static const char wanted[] = "jsdpa_launch";
+      if (sym.st_name >= strtab->sh_size || strtab->sh_size - sym.st_name < sizeof(wanted) ||
+          memcmp(image + strtab->sh_offset + sym.st_name, wanted, sizeof(wanted)) != 0 ||
+          sym.st_shndx == SHN_UNDEF || sym.st_shndx >= eh.e_shnum || sym.st_size < 16)
+        continue;
+      const Elf64_Shdr* data = &sections[sym.st_shndx];
+      if (data->sh_type != SHT_PROGBITS || sym.st_value < data->sh_addr) continue;
+      uint64_t at = sym.st_value - data->sh_addr;
+      if (at > data->sh_size || data->sh_size - at < 16 || data->sh_offset > size ||
+          size - data->sh_offset < data->sh_size)
+        continue;
+      memcpy(out, image + data->sh_offset + at, 16);
+      found = true;
+    }
+  }
+  free(sections);
+  return found;
+}
+
+/* Loads the image and configures the kernel for its launch shape. */
 static jsdpa_status_t load_module(jsdpa_context_t* ctx, const char* name, const void* image,
-                                  jsdpa_kernel_t* kernel) {
+                                  size_t size, jsdpa_kernel_t* kernel) {
   const jsdpa_cuda_driver_t* cu = ctx->cu;
+  int launch[4];
+  if (!read_launch(image, size, launch))
+    return jsdpa_make_status(JSDPA_STATUS_INTERNAL,
+                             "%s: the cubin (%zu bytes) defines no 16-byte jsdpa_launch", name,
+                             size);
   CU_CHECK(cu, cuModuleLoadData(&kernel->module, image));
   CU_CHECK(cu, cuModuleGetFunction(&kernel->function, kernel->module, name));
-  CUdeviceptr launch_ptr = 0;
-  size_t launch_bytes = 0;
-  CU_CHECK(cu, cuModuleGetGlobal(&launch_ptr, &launch_bytes, kernel->module, "jsdpa_launch"));
-  if (launch_bytes != 4 * sizeof(int))
-    return jsdpa_make_status(JSDPA_STATUS_INTERNAL, "%s: jsdpa_launch has %zu bytes, expected %zu",
-                             name, launch_bytes, 4 * sizeof(int));
-  int launch[4];
-  CU_CHECK(cu, cuMemcpyDtoH(launch, launch_ptr, sizeof(launch)));
   kernel->threads = launch[0];
   kernel->smem_bytes = launch[1];
   kernel->block_m = launch[2];
@@ -140,7 +186,7 @@ static jsdpa_status_t build_kernel(jsdpa_context_t* ctx, const char* name,
              : jsdpa_make_status(JSDPA_STATUS_OUT_OF_MEMORY, "out of host memory loading %s", name);
   if (!status) {
     kernel->variant = *variant;
-    status = load_module(ctx, name, image, kernel);
+    status = load_module(ctx, name, image, size, kernel);
     if (status && kernel->module) ctx->cu->cuModuleUnload(kernel->module);
     jsdpa_context_pop(ctx);
   }
