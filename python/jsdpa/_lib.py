@@ -345,7 +345,10 @@ _SIGNATURES = {
             ctypes.POINTER(SelectionT),
         ],
     ),
-    "jsdpa_selection_format": (None, [ctypes.POINTER(SelectionT), ctypes.c_char_p, ctypes.c_size_t]),
+    "jsdpa_selection_format": (
+        None,
+        [ctypes.POINTER(SelectionT), ctypes.c_char_p, ctypes.c_size_t],
+    ),
 }
 
 
@@ -474,7 +477,8 @@ class Explanation:
     """
 
     def __init__(self, selection):
-        self.backend = None if selection.backend == BACKEND_AUTO else BACKEND_NAMES[selection.backend]
+        chosen = selection.backend
+        self.backend = None if chosen == BACKEND_AUTO else BACKEND_NAMES[chosen]
         self.reasons = {
             BACKEND_NAMES[i]: selection.reasons[i].value.decode("utf-8", "replace")
             for i in range(1, BACKEND_COUNT)

@@ -135,4 +135,5 @@ def explain(q_values, k_values, v_values, q_offsets, kv_offsets=None, *, is_caus
         q_values, k_values, v_values, q_offsets, kv_offsets, None, None, return_lse)
     opts = _lib.forward_options(is_causal, scale, backend, None, window, softcap, precision)
     descs = _call.descriptors(q, k, v, o, q_off, kv_off, max_seqlen_q, max_seqlen_kv)
-    return _lib.get_context(_lib.HOST_DEVICE).explain(opts, *descs, None if lse is None else lse.ctypes.data)
+    ctx = _lib.get_context(_lib.HOST_DEVICE)
+    return ctx.explain(opts, *descs, None if lse is None else lse.ctypes.data)

@@ -187,30 +187,48 @@ def check_device_errors(device=None):
 
 
 # ------------------------------------------------------------------ nested tensors
+#
+# A jagged nested tensor (NJT) is a Python tensor subclass: every attribute read or op on
+# it (.dim(), .size(), .transpose) goes through __torch_function__ and costs tens of
+# microseconds. So the checks read its plain fields (_values, _offsets, _size,
+# _ragged_idx) and the result is built with the NestedTensor constructor directly,
+# keeping the host cost of a call near that of attention().
+
+try:
+    from torch.nested._internal.nested_tensor import NestedTensor as _NJT
+except ImportError:  # a torch without jagged nested tensors: nothing can be an NJT
+    _NJT = None
+
+
+def _is_njt(t):
+    return _NJT is not None and isinstance(t, _NJT)
 
 
 def _validate_sdpa(query, key, value, attn_mask, dropout_p, enable_gqa):
     """PyTorch's jagged SDPA checks, in its order and with its exception types."""
     named = (("query", query), ("key", key), ("value", value))
-    if not all(isinstance(t, torch.Tensor) and t.is_nested for _, t in named):
+    if not all(_is_njt(t) for _, t in named):
+        strided = [n for n, t in named if isinstance(t, torch.Tensor) and t.is_nested
+                   and not _is_njt(t)]
+        if strided:
+            raise ValueError(f"jsdpa: {', '.join(strided)} must have layout torch.jagged "
+                             "(torch.nested.nested_tensor_from_jagged), not torch.strided")
         got = ", ".join(f"{n}.is_nested: {getattr(t, 'is_nested', False)}" for n, t in named)
         raise ValueError(f"jsdpa: expected query, key and value to be jagged nested tensors "
                          f"[B, H, j, D], got {got}")
-    not_jagged = [n for n, t in named if t.layout != torch.jagged]
-    if not_jagged:
-        raise ValueError(f"jsdpa: {', '.join(not_jagged)} must have layout torch.jagged "
-                         "(torch.nested.nested_tensor_from_jagged), not torch.strided")
-    if query.dtype != key.dtype or query.dtype != value.dtype:
+    qv, kv, vv = query._values, key._values, value._values
+    if qv.dtype != kv.dtype or qv.dtype != vv.dtype:
         raise ValueError(f"jsdpa: expected query, key and value to have the same dtype, got "
-                         f"query.dtype: {query.dtype}, key.dtype: {key.dtype}, value.dtype: "
-                         f"{value.dtype}")
-    if query.device != key.device or query.device != value.device:
+                         f"query.dtype: {qv.dtype}, key.dtype: {kv.dtype}, value.dtype: "
+                         f"{vv.dtype}")
+    if qv.device != kv.device or qv.device != vv.device:
         raise ValueError(f"jsdpa: expected query, key and value on the same device, got "
-                         f"query.device: {query.device}, key.device: {key.device}, value.device: "
-                         f"{value.device}")
-    if query.dim() != 4 or key.dim() != 4 or value.dim() != 4:
+                         f"query.device: {qv.device}, key.device: {kv.device}, value.device: "
+                         f"{vv.device}")
+    dims = [len(t._size) for _, t in named]
+    if dims != [4, 4, 4]:
         raise ValueError(f"jsdpa: expected 4-dimensional [B, H, j, D] inputs, got query.dim: "
-                         f"{query.dim()}, key.dim: {key.dim()}, value.dim: {value.dim()}")
+                         f"{dims[0]}, key.dim: {dims[1]}, value.dim: {dims[2]}")
     ragged = [t._ragged_idx for _, t in named]
     if ragged != [2, 2, 2]:
         raise ValueError(f"jsdpa: expected the sequence dim (2) to be the ragged one, as in "
@@ -224,10 +242,10 @@ def _validate_sdpa(query, key, value, attn_mask, dropout_p, enable_gqa):
         raise NotImplementedError(f"jsdpa: dropout_p ({dropout_p}) must be 0.0: jsdpa runs the "
                                   "inference forward pass only")
     for n, t in named:
-        if t.lengths() is not None:
+        if t._lengths is not None:
             raise ValueError(f"jsdpa: {n} has lengths (a nested tensor with holes); only "
                              "offsets-only jagged tensors are supported")
-    hq, hk, hv = query.size(1), key.size(1), value.size(1)
+    hq, hk, hv = query._size[1], key._size[1], value._size[1]
     if hk != hv:
         raise RuntimeError(f"jsdpa: key heads ({hk}) and value heads ({hv}) must be equal")
     if hq != hk and not enable_gqa:
@@ -236,15 +254,30 @@ def _validate_sdpa(query, key, value, attn_mask, dropout_p, enable_gqa):
     if hk == 0 or hq % hk != 0:
         raise RuntimeError(f"jsdpa: query heads ({hq}) must be a multiple of key/value heads "
                            f"({hk}) for grouped-query attention")
-    if value.offsets() is not key.offsets() and (
-            value.offsets().data_ptr() != key.offsets().data_ptr()):
+    ko, vo = key._offsets, value._offsets
+    if vo is not ko and vo.data_ptr() != ko.data_ptr():
         raise ValueError("jsdpa: key and value must share their offsets (the same ragged "
                          "structure)")
 
 
+def _cached_seqlen(nt, which):
+    """The NJT's cached min/max sequence length (stored in a tensor's shape: no sync)."""
+    t = nt._metadata_cache.get(which)
+    return None if t is None else t.shape[0]
+
+
 def _packed(nt):
-    """[B, H, j, D] NJT -> (values [total, H, D] view, offsets, cached max seqlen or None)."""
-    return nt._values.transpose(0, 1), nt.offsets(), nt._maybe_max_seqlen
+    """[B, H, j, D] NJT -> (values [total, H, D] view, offsets, cached max seqlen or None).
+    Its values tensor is [H, total, D] (the transpose of the [B, j, H, D] one)."""
+    return nt._values.transpose(0, 1), nt._offsets, _cached_seqlen(nt, "max_seqlen")
+
+
+def _as_njt(out, query):
+    """out [total_q, H, D_v] -> [B, H, j_q, D_v] with the query's offsets, ragged dim and
+    cached lengths (the NestedTensor constructor, as the transpose of
+    nested_tensor_from_jagged(out, offsets) would build it)."""
+    cache = {k: v for k, v in query._metadata_cache.items() if k in ("max_seqlen", "min_seqlen")}
+    return _NJT(out.transpose(0, 1), query._offsets, _ragged_idx=2, _metadata_cache=cache)
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
@@ -265,8 +298,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     vv, _, _ = _packed(value)
     out = attention(qv, kv, vv, qo, None if ko is qo else ko, is_causal=is_causal, scale=scale,
                     max_seqlen_q=qmax, max_seqlen_kv=kmax)
-    return torch.nested.nested_tensor_from_jagged(
-        out, qo, min_seqlen=query._maybe_min_seqlen, max_seqlen=qmax).transpose(1, 2)
+    return _as_njt(out, query)
 
 
 def explain_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,

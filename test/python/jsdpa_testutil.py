@@ -145,6 +145,6 @@ def check_2x(tc, name, got, ref, base, dtype_name, floor=None):
     e_base = max_err(base, ref)
     bound = 2 * e_base + (FLOORS[dtype_name] if floor is None else floor)
     tc.assertTrue(e == e and e <= bound,
-                  f"{name}: max error {e:.3g} > 2 x plain {e_base:.3g} + floor (bound {bound:.3g}); "
-                  f"seed {SEED}")
+                  f"{name}: max error {e:.3g} > 2 x plain {e_base:.3g} + floor "
+                  f"(bound {bound:.3g}); seed {SEED}")
     return e

@@ -4,6 +4,8 @@ F.scaled_dot_product_attention run per sequence on dense tensors, plus what PyTo
 cannot do (GQA on nested tensors, zero-length sequences, causal with differing q/kv
 lengths) against the float64 reference, under the 2x rule."""
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -221,7 +223,9 @@ class TorchCases:
             ref_lse = attention_ref(to_f64(q), to_f64(k), to_f64(v), q_off.cpu().numpy(),
                                     kv_off.cpu().numpy(), causal=True)[1]
             e = lse_err(got_lse.cpu().numpy(), ref_lse)
-            self.assertLessEqual(e, 1e-3 if dtype in (torch.float16, torch.bfloat16) else 1e-5,
+            # LSE is fp32 from fp32 scores whatever the input dtype; exp2/log2 approximations
+            # on the GPU leave ~1e-5 relative.
+            self.assertLessEqual(e, 5e-4 if dtype in (torch.float16, torch.bfloat16) else 1e-4,
                                  f"lse error {e} ({dtype}); seed {SEED}")
 
     def test_attention_host_offsets(self):
@@ -272,8 +276,10 @@ class TorchCases:
         self.assertIn("nested", str(cm.exception))
 
     def test_error_strided_nested_layout(self):
-        t = torch.nested.nested_tensor([torch.ones(4, 3, 16), torch.ones(4, 5, 16)],
-                                       device=self.device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch: the strided layout is a prototype
+            t = torch.nested.nested_tensor([torch.ones(4, 3, 16), torch.ones(4, 5, 16)],
+                                           device=self.device)
         with self.assertRaises(ValueError) as cm:
             jt.scaled_dot_product_attention(t, t, t)
         self.assertIn("torch.jagged", str(cm.exception))

@@ -246,7 +246,8 @@ class NumpyErrors(unittest.TestCase):
                     np.array([0.0, 4.0, 10.0]))
         self.expect(ValueError, ["q_offsets", "1-dimensional"], self.q, self.k, self.v,
                     np.array([[0, 4, 10]]))
-        self.expect(ValueError, ["kv_offsets", "1-dimensional"], kv_offsets=np.array([], dtype=np.int64))
+        self.expect(ValueError, ["kv_offsets", "1-dimensional"],
+                    kv_offsets=np.array([], dtype=np.int64))
 
     def test_batch_mismatch(self):
         self.expect(ValueError, ["batch"], kv_offsets=np.array([0, 10]))
