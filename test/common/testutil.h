@@ -64,6 +64,9 @@ float testutil_bf16_to_float(uint16_t h);
 double testutil_round(jsdpa_dtype_t dtype, double x);
 /* One unit in the last place at 1.0 for dtype (fp16 2^-10, bf16 2^-7, ...). */
 double testutil_epsilon(jsdpa_dtype_t dtype);
+/* The 2x rule's absolute floor (times the data's magnitude) for dtype: one ulp
+ * at 1.0 for fp16/bf16, 2^-17 for fp32, 1e-12 for fp64. */
+double testutil_default_floor(jsdpa_dtype_t dtype);
 /* Element i of a buffer of dtype, as a double; and the store (rounded). */
 double testutil_load(const void* data, jsdpa_dtype_t dtype, int64_t i);
 void testutil_store(void* data, jsdpa_dtype_t dtype, int64_t i, double x);
@@ -158,8 +161,10 @@ typedef struct testutil_compare_s {
 } testutil_compare_t;
 
 /*
- * The 2x rule: max |candidate - reference| <= 2 * max |same - reference| + floor,
- * and no NaN. Equal infinities (lse -inf of empty rows) count as exact. Prints
+ * The 2x rule: max |candidate - reference| <= 2 * max |same - reference| + floor * M,
+ * and no NaN, where M = max(1, max |reference|) keeps the floor at the data's
+ * scale (LSE values are larger than outputs; summation order alone moves the
+ * last bits of an fp32 result). Equal infinities (lse -inf of empty rows) count as exact. Prints
  * one line "label: max err E (same-precision S, bound B) ok|FAIL" and records
  * a check.
  */
@@ -170,7 +175,7 @@ testutil_compare_t testutil_compare_tol(const char* label, const double* referen
                                         const double* candidate, int64_t count, double tolerance);
 
 /* Runs the case's reference, same-precision reference, and compares the case's
- * out (and lse if any) after a forward call. floor 0: testutil_epsilon(dtype). */
+ * out (and lse if any) after a forward call. floor 0: testutil_default_floor(dtype). */
 bool testutil_case_check(const char* label, const testutil_case_t* c,
                          const jsdpa_forward_options_t* options, double floor);
 
