@@ -34,64 +34,13 @@ import jsdpa
 import jsdpa.torch as jt
 
 from . import _lib
+from ._workloads import default_workloads_path, load_workloads
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 HEAD_CONFIGS = ((64, 32), (128, 16), (256, 8))
 # jsdpa vs torch's FA2 on the same bf16/fp16 inputs: beyond these the cell is marked wrong.
 DIFF_LIMITS = {"bf16": 4e-2, "fp16": 5e-3}
 L2_FLUSH_BYTES = 256 << 20
-
-
-# ------------------------------------------------------------------ workloads
-
-
-def _parse_workloads_minimal(text):
-    """The subset of YAML that workloads.yaml uses (for machines without PyYAML):
-    `- name: X` items whose `lengths: [...]` flow list may span lines."""
-    workloads, current, collecting, buf = [], None, False, ""
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].rstrip()
-        if collecting:
-            buf += " " + line
-            if "]" in line:
-                current["lengths"] = [int(x) for x in buf.strip(" []").split(",") if x.strip()]
-                collecting = False
-            continue
-        stripped = line.strip()
-        if stripped.startswith("- name:"):
-            current = {"name": stripped.split(":", 1)[1].strip()}
-            workloads.append(current)
-        elif stripped.startswith("lengths:") and current is not None:
-            buf = stripped.split(":", 1)[1]
-            if "]" in buf:
-                current["lengths"] = [int(x) for x in buf.strip(" []").split(",") if x.strip()]
-            else:
-                collecting = True
-    return workloads
-
-
-def load_workloads(path):
-    text = Path(path).read_text()
-    try:
-        import yaml
-    except ImportError:
-        return _parse_workloads_minimal(text)
-    return [{"name": w["name"], "lengths": [int(n) for n in w["lengths"]]}
-            for w in yaml.safe_load(text)["workloads"]]
-
-
-def default_workloads_path():
-    root = _lib._repo_root()
-    candidates = []
-    if root is not None:
-        candidates += [root / "bench" / "workloads.yaml",
-                       root.parent / "shared" / "bench" / "workloads.yaml"]
-    candidates.append(Path.cwd() / "bench" / "workloads.yaml")
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise SystemExit("jsdpa.bench: no workloads.yaml found (tried "
-                     + ", ".join(str(c) for c in candidates) + "); pass --workloads FILE")
 
 
 # ------------------------------------------------------------------ measuring
@@ -155,6 +104,9 @@ def fa2_caller():
 # ------------------------------------------------------------------ cells
 
 
+# Inference mode, as users of a forward-only kernel run it (it also spares torch's
+# nested tensors the autograd bookkeeping).
+@torch.inference_mode()
 def run_cell(workload, lengths, dtype_name, dim, heads, causal, timer, fa2, seed):
     dtype = DTYPES[dtype_name]
     g = torch.Generator(device="cuda")
@@ -255,6 +207,7 @@ def _diff(a, b):
     return d.max().item()
 
 
+@torch.inference_mode()
 def per_call_overhead(fa2, calls=200):
     """Host time per call on a tiny batch (4 sequences of 8 tokens, bf16, d 64, 8 heads):
     calls issued back to back, then one sync; mean over `calls`."""
@@ -444,11 +397,12 @@ def main(argv=None):
                         diff = c["max_abs_diff_njt"]
                     print(f"{c['workload']:8} {dtype_name:5} {dim:4d} {heads:3d} "
                           f"{'yes' if causal else 'no':6} {c['backend'] or 'error':9} "
-                          f"{_fmt(c['jsdpa']['ms'], '9.3f')} {_fmt(c['jsdpa']['tflops'], '8.1f')} "
-                          f"{_fmt(c['njt']['ms'], '8.3f')} {_fmt(c['njt']['tflops'], '8.1f')} "
-                          f"{_fmt(c['fa2']['ms'], '8.3f')} {_fmt(c['fa2']['tflops'], '8.1f')} "
+                          f"{_fmt(c['jsdpa']['ms'], '.3f'):>9} "
+                          f"{_fmt(c['jsdpa']['tflops'], '.1f'):>8} "
+                          f"{_fmt(c['njt']['ms'], '.3f'):>8} {_fmt(c['njt']['tflops'], '.1f'):>8} "
+                          f"{_fmt(c['fa2']['ms'], '.3f'):>8} {_fmt(c['fa2']['tflops'], '.1f'):>8} "
                           f"{_speedup(c['speedup_vs_njt']):>7} "
-                          f"{_speedup(c['speedup_vs_fa2']):>7} {_fmt(diff, '8.1e')}"
+                          f"{_speedup(c['speedup_vs_fa2']):>7} {_fmt(diff, '.1e'):>8}"
                           f"{'' if c['correct'] in (True, None) else ' WRONG'}", flush=True)
                     if c.get("first_call_s", 0) > 0.5:
                         print(f"    jsdpa first call {c['first_call_s']:.1f} s (kernel compile "

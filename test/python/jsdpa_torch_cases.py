@@ -103,15 +103,19 @@ class TorchCases:
         k = self.randn(g, (int(sum(kv_lens)), kv_heads, dim), dtype)
         v = self.randn(g, (int(sum(kv_lens)), kv_heads, dim_v), dtype)
         gqa = heads != kv_heads
-        out = jt.scaled_dot_product_attention(njt(q, q_off), njt(k, kv_off), njt(v, kv_off),
-                                              is_causal=causal, scale=scale, enable_gqa=gqa)
+        nq, nk, nv = njt(q, q_off), njt(k, kv_off), njt(v, kv_off)
+        backend = jsdpa.explain(nq, nk, nv, is_causal=causal, scale=scale,
+                                enable_gqa=gqa).backend
+        out = jt.scaled_dot_product_attention(nq, nk, nv, is_causal=causal, scale=scale,
+                                              enable_gqa=gqa)
         self.assertTrue(out.is_nested)
         self.assertEqual(out.dim(), 4)
         self.assertIs(out.offsets(), q_off)
         self.assertEqual(out.dtype, dtype)
         self.assertEqual(out.device.type, torch.device(self.device).type)
         self.assertEqual((out.size(0), out.size(1), out.size(3)), (len(q_lens), heads, dim_v))
-        self.compare(name, njt_values(out), q, k, v, q_off, kv_off, causal, scale, gqa)
+        self.compare(f"{name} [{backend}]", njt_values(out), q, k, v, q_off, kv_off, causal,
+                     scale, gqa)
         return out
 
     # ---------------------------------------------------------------- PyTorch's cases
