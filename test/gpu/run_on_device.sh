@@ -49,7 +49,7 @@ fi
 export JSDPA_CACHE_DIR=$PWD/build-dev/test-cache
 rm -rf "$JSDPA_CACHE_DIR"
 if [ "$BIN" = build-dev ]; then
-  (cd build-dev && ctest -L gpu --output-on-failure --timeout 300) >"$OUT/ctest.log" 2>&1
+  (cd build-dev && ctest -L gpu -V --timeout 300) >"$OUT/ctest.log" 2>&1
   note "ctest -L gpu: exit $? ($(grep -E 'tests passed|tests failed' "$OUT/ctest.log"))"
   RUN=build-dev/tools/jsdpa-run
   T=build-dev/test
@@ -74,13 +74,28 @@ fi
   echo "### jsdpa-run --workload short --causal --dtype fp16 --head-dim 64 --heads 32 --kv-heads 8"
   "$RUN" --workload short --causal --dtype fp16 --head-dim 64 --heads 32 --kv-heads 8
   echo "exit $?"
+  echo "### jsdpa-run --workload long --causal --head-dim 64 --heads 32"
+  "$RUN" --workload long --causal --head-dim 64 --heads 32
+  echo "exit $?"
+  echo "### jsdpa-run --lengths 8,8,8,8 (per-call host overhead on a tiny batch)"
+  "$RUN" --lengths 8,8,8,8
+  echo "exit $?"
 } >"$OUT/run.log" 2>&1
-grep -E '^(device|backend|cold|warm|check|PASS|FAIL|exit)' "$OUT/run.log" | tee -a "$SUMMARY"
+grep -E '^(###|device|backend|cold|warm|check|PASS|FAIL|exit)' "$OUT/run.log" | tee -a "$SUMMARY"
 
+# Host pointers (offsets) are told apart from device ones by a failing
+# cuPointerGetAttribute; those API errors are expected, kernel errors are not.
 if command -v compute-sanitizer >/dev/null; then
-  timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$T/gpu_test_math" \
-    >"$OUT/sanitizer.log" 2>&1
-  note "compute-sanitizer memcheck test_math: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1))"
+  : >"$OUT/sanitizer.log"
+  for check in "memcheck gpu_test_math" "memcheck gpu_test_jit" "memcheck gpu_test_prep" \
+    "racecheck gpu_test_prep"; do
+    set -- $check
+    echo "### compute-sanitizer --tool $1 $2" >>"$OUT/sanitizer.log"
+    timeout 200 compute-sanitizer --tool "$1" --report-api-errors no --error-exitcode 9 \
+      "$T/$2" >>"$OUT/sanitizer.log" 2>&1
+    rc=$?
+    note "compute-sanitizer $1 $2: exit $rc ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer.log" | tail -1))"
+  done
 else
   note "compute-sanitizer: not found"
 fi
