@@ -186,8 +186,7 @@ static const char* prep_error_text(int code) {
   return NULL;
 }
 
-static jsdpa_status_t read_and_clear_sticky(jsdpa_context_t* ctx, CUstream stream, int* out_code) {
-  CU_CHECK(ctx->cu, cuStreamSynchronize(stream));
+static jsdpa_status_t read_and_clear_sticky(jsdpa_context_t* ctx, int* out_code) {
   CU_CHECK(ctx->cu, cuMemcpyDtoH(out_code, ctx->sticky_error, sizeof(*out_code)));
   if (*out_code != 0) CU_CHECK(ctx->cu, cuMemsetD8(ctx->sticky_error, 0, sizeof(*out_code)));
   return NULL;
@@ -198,10 +197,15 @@ jsdpa_status_t jsdpa_context_check_device_errors(jsdpa_context_t* context, void*
   if (!context->gpu) return NULL; /* nothing ever ran on a device */
   JSDPA_RETURN_IF_ERROR(jsdpa_context_push(context));
   int code = 0;
-  /* Locked so two threads cannot both read one error and both clear it. */
-  pthread_mutex_lock(&context->lock);
-  jsdpa_status_t s = read_and_clear_sticky(context, (CUstream)stream, &code);
-  pthread_mutex_unlock(&context->lock);
+  CUresult r = context->cu->cuStreamSynchronize((CUstream)stream);
+  jsdpa_status_t s =
+      r == CUDA_SUCCESS ? NULL : jsdpa_cuda_status(r, "cuStreamSynchronize", __FILE__, __LINE__);
+  if (!s) {
+    /* Locked so two threads cannot both read one error and both clear it. */
+    pthread_mutex_lock(&context->lock);
+    s = read_and_clear_sticky(context, &code);
+    pthread_mutex_unlock(&context->lock);
+  }
   jsdpa_context_pop(context);
   if (s || code == 0) return s;
   const char* text = prep_error_text(code);

@@ -322,18 +322,23 @@ static jsdpa_status_t check_memory(jsdpa_context_t* ctx, tensor_t* const all[4],
   }
   call->memory = first_memory;
   call->device = first_device;
-  const char* data_memory = memory_text(first_memory, first_device, b2, sizeof(b2));
   if (lse) {
     int device = -1;
     jsdpa_memory_t m = jsdpa_pointer_memory(ctx, lse, &device);
     if (first && (m != first_memory || device != first_device))
       return JSDPA_INVALID("out_lse is in %s but the data is in %s",
-                           memory_text(m, device, b1, sizeof(b1)), data_memory);
+                           memory_text(m, device, b1, sizeof(b1)),
+                           memory_text(first_memory, first_device, b2, sizeof(b2)));
     if (!first) {
       call->memory = m;
       call->device = device;
     }
+  } else if (!first) {
+    /* Every tensor is empty and has no data pointer (an empty batch from a
+     * framework): the call runs where q's offsets live. */
+    call->memory = jsdpa_pointer_memory(ctx, all[0]->t.offsets, &call->device);
   }
+  const char* data_memory = memory_text(call->memory, call->device, b2, sizeof(b2));
   if (call->memory == JSDPA_MEMORY_DEVICE && all[0]->t.dtype == JSDPA_DTYPE_FP64)
     return JSDPA_INVALID("q.dtype is fp64, which only the cpu backend runs, but the data is in %s",
                          data_memory);
