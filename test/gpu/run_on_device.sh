@@ -36,7 +36,8 @@ done
 command -v FileCheck >/dev/null || cmake_args+=(-DJSDPA_LIT=$(command -v true))
 
 BIN=""
-targets=(jsdpa-run gpu_test_math gpu_test_jit gpu_test_prep)
+targets=(jsdpa-run)
+for t in test/gpu/test_*.c; do targets+=("gpu_$(basename "$t" .c)"); done
 if cmake -S . -B build-dev "${cmake_args[@]}" >"$OUT/build.log" 2>&1 &&
   cmake --build build-dev -j16 --target "${targets[@]}" >>"$OUT/build.log" 2>&1; then
   note "build: ok (on the device)"
