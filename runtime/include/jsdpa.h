@@ -232,6 +232,8 @@ typedef struct jsdpa_selection_s {
 /*
  * Which backend jsdpa_forward would run for these arguments, and why every other
  * one was rejected. Validates like jsdpa_forward; compiles and launches nothing.
+ * When no backend (or not the forced one) can run it returns UNSUPPORTED, as
+ * jsdpa_forward would, with *out_selection still filled (backend AUTO).
  */
 JSDPA_MUST_USE jsdpa_status_t jsdpa_explain(jsdpa_context_t* context,
                                             const jsdpa_forward_options_t* options,
