@@ -31,6 +31,8 @@ def main(argv):
         rest += ["--markdown", str(out)]
     else:
         out = Path(rest[rest.index("--markdown") + 1])
+    if out.exists():
+        out.unlink()  # a failed run must not leave an older table looking current
     status = bench.main(rest)
     if out.exists():
         print(f"\ncompare: markdown table written to {out}\n")
