@@ -298,7 +298,7 @@ def _load():
             continue
         return lib, path
     raise LibraryNotFoundError(
-        "libjsdpa not found. Set JSDPA_LIBRARY to the built library (for example "
+        "no loadable libjsdpa found. Set JSDPA_LIBRARY to the built library (for example "
         "build/libjsdpa.so after `cmake -S . -B build && cmake --build build --target jsdpa`). "
         "Tried:\n" + "\n".join(tried)
     )
