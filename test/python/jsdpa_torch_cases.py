@@ -14,6 +14,12 @@ import jsdpa
 import jsdpa.torch as jt
 from jsdpa_testutil import SEED, attention_ref, check_2x, lse_err, plain_lowp, rng_for
 
+try:
+    import ml_dtypes  # registers numpy's "bfloat16" dtype
+except ImportError:
+    ml_dtypes = None
+HAVE_NP_BF16 = ml_dtypes is not None
+
 NP_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32",
             torch.float64: "float64"}
 
@@ -81,18 +87,20 @@ class TorchCases:
         qo, ko = q_off.cpu().numpy(), kv_off.cpu().numpy()
         ref, _ = attention_ref(qn, kn, vn, qo, ko, causal=causal, scale=scale)
         base = self.dense_torch(q, k, v, q_off, kv_off, causal, scale, gqa)
-        if base is None:
+        if base is not None:
+            base = to_f64(base)
+        else:
             lowp = NP_NAMES[q.dtype]
-            if lowp == "bfloat16":
-                base = torch.from_numpy(attention_ref(qn, kn, vn, qo, ko, causal=causal,
-                                                      scale=scale, compute=np.float32)[0])
-                base = base.to(torch.bfloat16)
+            if lowp == "bfloat16" and not HAVE_NP_BF16:
+                # No numpy bfloat16: fp32 math rounded once to bf16 through torch.
+                out32 = attention_ref(qn, kn, vn, qo, ko, causal=causal, scale=scale,
+                                      compute=np.float32)[0]
+                base = to_f64(torch.from_numpy(out32).to(torch.bfloat16))
             else:
-                base = torch.from_numpy(plain_lowp(qn.astype(lowp), kn.astype(lowp),
-                                                   vn.astype(lowp), qo, ko, lowp, causal=causal,
-                                                   scale=scale)[0])
-        check_2x(self, f"{name} {q.dtype} on {self.device}", to_f64(got_values), ref,
-                 to_f64(base), NP_NAMES[q.dtype])
+                low = [x.astype(lowp) for x in (qn, kn, vn)]
+                base = plain_lowp(*low, qo, ko, lowp, causal=causal, scale=scale)[0]
+        check_2x(self, f"{name} {q.dtype} on {self.device}", to_f64(got_values), ref, base,
+                 NP_NAMES[q.dtype])
 
     def sdpa_case(self, name, q_lens, kv_lens, heads, kv_heads, dim, causal, dtype, g,
                   dim_v=None, scale=None):
