@@ -34,7 +34,7 @@ typedef struct cache_entry_s {
 
 struct jsdpa_cache_s {
   pthread_mutex_t lock;
-  char* dir; /* NULL: memory only */
+  char* dir; /* as configured (kept for messages); used only while stats.disk_enabled */
   bool warned;
   cache_entry_t* entries;
   size_t count, capacity;
@@ -69,6 +69,30 @@ void jsdpa_cache_key_compute(const jsdpa_cache_key_inputs_t* in, jsdpa_cache_key
   jsdpa_gen_sha256_update(&h, versions, sizeof(versions));
   jsdpa_gen_sha256_final(&h, out_key->digest);
   jsdpa_gen_hex(out_key->digest, 32, out_key->hex);
+}
+
+bool jsdpa_cache_compile_setup(jsdpa_gen_arch_t arch, const char* source, size_t length,
+                               jsdpa_cache_compile_t* out, const char** out_reason) {
+  const jsdpa_nvrtc_t* nv = jsdpa_nvrtc(out_reason);
+  if (!nv) return false;
+  const int capacity = (int)(sizeof(out->options) / sizeof(out->options[0]));
+  out->num_options =
+      jsdpa_gen_compile_options(arch, out->options, capacity, out->storage, sizeof(out->storage));
+  char arch_name[16];
+  jsdpa_gen_arch_name(arch, arch_name, sizeof(arch_name));
+  jsdpa_cache_key_inputs_t inputs = {
+      .generator_version = JSDPA_GEN_VERSION,
+      .source = source,
+      .source_length = length,
+      .options = out->options,
+      .num_options = out->num_options,
+      .arch = arch_name,
+      .nvrtc_major = nv->major,
+      .nvrtc_minor = nv->minor,
+      .abi_version = JSDPA_ABI_VERSION,
+  };
+  jsdpa_cache_key_compute(&inputs, &out->key);
+  return true;
 }
 
 /* ------------------------------------------------------------ directory */
@@ -154,13 +178,9 @@ jsdpa_status_t jsdpa_cache_open(const char* dir, jsdpa_cache_t** out_cache) {
       err = probe_writable(dir);
       what = "is not writable";
     }
-    if (err) {
-      warn_once(cache, what, err);
-      free(cache->dir);
-      cache->dir = NULL;
-    }
+    cache->stats.disk_enabled = err == 0;
+    if (err) warn_once(cache, what, err);
   }
-  cache->stats.disk_enabled = cache->dir != NULL;
   *out_cache = cache;
   return NULL;
 }
@@ -196,7 +216,11 @@ void jsdpa_cache_get_stats(const jsdpa_cache_t* cache, jsdpa_cache_stats_t* out_
 }
 
 const char* jsdpa_cache_dir(const jsdpa_cache_t* cache) {
-  return cache->dir;
+  pthread_mutex_t* lock = (pthread_mutex_t*)&cache->lock;
+  pthread_mutex_lock(lock);
+  const char* dir = cache->stats.disk_enabled ? cache->dir : NULL;
+  pthread_mutex_unlock(lock);
+  return dir;
 }
 
 /* ------------------------------------------------------------ disk layer */
@@ -210,7 +234,7 @@ bool jsdpa_cache_entry_path(const jsdpa_cache_t* cache, const jsdpa_cache_key_t*
                             size_t capacity) {
   pthread_mutex_t* lock = (pthread_mutex_t*)&cache->lock;
   pthread_mutex_lock(lock);
-  bool ok = cache->dir && entry_path(cache->dir, key, buf, capacity);
+  bool ok = cache->stats.disk_enabled && entry_path(cache->dir, key, buf, capacity);
   pthread_mutex_unlock(lock);
   return ok;
 }
@@ -349,23 +373,21 @@ static int publish(const char* dir, const jsdpa_cache_key_t* key, const void* by
 
 bool jsdpa_cache_disk_store(jsdpa_cache_t* cache, const jsdpa_cache_key_t* key, const void* bytes,
                             size_t size) {
+  /* cache->dir lives as long as the cache, so it is read outside the lock. */
   pthread_mutex_lock(&cache->lock);
-  char* dir = cache->dir ? strdup(cache->dir) : NULL;
+  bool enabled = cache->stats.disk_enabled;
   pthread_mutex_unlock(&cache->lock);
-  if (!dir) return false;
+  if (!enabled) return false;
   errno = 0;
-  int err = publish(dir, key, bytes, size);
+  int err = publish(cache->dir, key, bytes, size);
   pthread_mutex_lock(&cache->lock);
   if (err == 0) {
     cache->stats.disk_writes++;
-  } else if (cache->dir) {
+  } else if (cache->stats.disk_enabled) {
     warn_once(cache, "cannot store kernels", err);
-    free(cache->dir);
-    cache->dir = NULL;
     cache->stats.disk_enabled = false;
   }
   pthread_mutex_unlock(&cache->lock);
-  free(dir);
   return err == 0;
 }
 

@@ -42,6 +42,22 @@ typedef struct jsdpa_cache_key_inputs_s {
 
 void jsdpa_cache_key_compute(const jsdpa_cache_key_inputs_t* inputs, jsdpa_cache_key_t* out_key);
 
+/* How a generated source is compiled and cached: the generator's NVRTC
+ * options for the arch and the key over them, the source and the loaded
+ * NVRTC's version. jit.c compiles with exactly these options; a tool that
+ * prewarms the cache (jsdpa-gen --emit=cubin) must use this key too. The
+ * options point into `storage`: use the struct where it was filled. */
+typedef struct jsdpa_cache_compile_s {
+  const char* options[32];
+  int num_options;
+  char storage[1024];
+  jsdpa_cache_key_t key;
+} jsdpa_cache_compile_t;
+
+/* False (and *out_reason) when NVRTC is unavailable. */
+bool jsdpa_cache_compile_setup(jsdpa_gen_arch_t arch, const char* source, size_t length,
+                               jsdpa_cache_compile_t* out, const char** out_reason);
+
 /* The directory the options and environment choose: options_dir, else
  * $JSDPA_CACHE_DIR, else $XDG_CACHE_HOME/jsdpa, else $HOME/.cache/jsdpa.
  * Returns a malloc'd path, or NULL for memory only ("" anywhere in the chain
@@ -70,7 +86,8 @@ bool jsdpa_cache_entry_path(const jsdpa_cache_t* cache, const jsdpa_cache_key_t*
 /* Memory layer. find: the value stored under `name` (a memory hit is
  * counted), or NULL. insert: stores value unless another thread stored one
  * under the same name first; returns the value that is now in the cache (the
- * caller destroys its own if it lost the race). */
+ * caller destroys its own if it lost the race), or NULL when out of memory
+ * (the caller keeps and destroys its value). */
 typedef void (*jsdpa_cache_value_destroy_fn)(void* value, void* arg);
 void* jsdpa_cache_memory_find(jsdpa_cache_t* cache, const char* name);
 void* jsdpa_cache_memory_insert(jsdpa_cache_t* cache, const char* name, void* value,

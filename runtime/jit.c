@@ -12,7 +12,6 @@
 #include "internal.h"
 
 #define JIT_PREP_NAME "jsdpa_prep"
-#define JIT_MAX_OPTIONS 32
 
 static double now_ms(void) {
   struct timespec t;
@@ -33,56 +32,44 @@ static void kernel_destroy(void* value, void* arg) {
   free(kernel);
 }
 
+static const char* dir_or_empty(const jsdpa_context_t* ctx) {
+  const char* dir = jsdpa_cache_dir(ctx->cache);
+  return dir ? dir : "";
+}
+
 /* The cubin for `source`: from the disk cache, else compiled (and stored). */
 static jsdpa_status_t get_image(jsdpa_context_t* ctx, const char* name, jsdpa_gen_arch_t arch,
                                 const char* source, size_t length, void** out_image,
                                 size_t* out_size) {
   const char* reason = NULL;
-  const jsdpa_nvrtc_t* nv = jsdpa_nvrtc(&reason);
-  if (!nv) return jsdpa_make_status(JSDPA_STATUS_UNAVAILABLE, "NVRTC unavailable: %s", reason);
-
-  const char* options[JIT_MAX_OPTIONS];
-  char storage[1024];
-  int num_options =
-      jsdpa_gen_compile_options(arch, options, JIT_MAX_OPTIONS, storage, sizeof(storage));
-  char arch_name[16];
-  jsdpa_gen_arch_name(arch, arch_name, sizeof(arch_name));
-
-  jsdpa_cache_key_t key;
-  jsdpa_cache_key_inputs_t inputs = {
-      .generator_version = JSDPA_GEN_VERSION,
-      .source = source,
-      .source_length = length,
-      .options = options,
-      .num_options = num_options,
-      .arch = arch_name,
-      .nvrtc_major = nv->major,
-      .nvrtc_minor = nv->minor,
-      .abi_version = JSDPA_ABI_VERSION,
-  };
-  jsdpa_cache_key_compute(&inputs, &key);
+  jsdpa_cache_compile_t compile;
+  if (!jsdpa_cache_compile_setup(arch, source, length, &compile, &reason))
+    return jsdpa_make_status(JSDPA_STATUS_UNAVAILABLE, "NVRTC unavailable: %s", reason);
+  const jsdpa_cache_key_t* key = &compile.key;
 
   double start = now_ms();
-  if (jsdpa_cache_disk_load(ctx->cache, &key, out_image, out_size)) {
+  if (jsdpa_cache_disk_load(ctx->cache, key, out_image, out_size)) {
     jsdpa_cache_note_load(ctx->cache, now_ms() - start);
-    jsdpa_log(ctx, 2, "%s: disk cache hit (%s)", name, key.hex);
+    jsdpa_log(ctx, 2, "%s: disk cache hit (%s)", name, key->hex);
     return NULL;
   }
 
   start = now_ms();
   char* log = NULL;
-  jsdpa_status_t status =
-      jsdpa_nvrtc_compile(name, source, options, num_options, false, out_image, out_size, &log);
+  jsdpa_status_t status = jsdpa_nvrtc_compile(name, source, compile.options, compile.num_options,
+                                              false, out_image, out_size, &log);
   double ms = now_ms() - start;
   if (status) {
     free(log);
     return status;
   }
   jsdpa_cache_note_compile(ctx->cache, ms);
-  bool stored = jsdpa_cache_disk_store(ctx->cache, &key, *out_image, *out_size);
-  jsdpa_log(ctx, 1, "cold compile of %s for %s: %.1f ms (NVRTC %d.%d)%s%s", name, arch_name, ms,
-            nv->major, nv->minor, stored ? ", stored in " : ", not stored on disk",
-            stored ? jsdpa_cache_dir(ctx->cache) : "");
+  bool stored = jsdpa_cache_disk_store(ctx->cache, key, *out_image, *out_size);
+  const jsdpa_nvrtc_t* nv = jsdpa_nvrtc(NULL);
+  char arch_name[16];
+  jsdpa_log(ctx, 1, "cold compile of %s for %s: %.1f ms (NVRTC %d.%d)%s%s", name,
+            jsdpa_gen_arch_name(arch, arch_name, sizeof(arch_name)), ms, nv->major, nv->minor,
+            stored ? ", stored in " : ", not stored on disk", stored ? dir_or_empty(ctx) : "");
   if (log && log[0]) jsdpa_log(ctx, 2, "NVRTC log for %s:\n%s", name, log);
   free(log);
   return NULL;

@@ -156,6 +156,28 @@ static void test_keys(void) {
   CHECK(memcmp(a.digest, b.digest, 32) != 0);
 }
 
+/* The key the JIT and a prewarming tool share: same inputs, same key and
+ * options; another source or arch, another key. Needs NVRTC (its version is
+ * part of the key), which a machine without the CUDA toolkit lacks. */
+static void test_compile_setup(void) {
+  const char* reason = NULL;
+  if (!jsdpa_nvrtc(&reason)) {
+    printf("  compile setup: skipped (NVRTC unavailable: %s)\n", reason);
+    return;
+  }
+  jsdpa_gen_arch_t sm90a = {90, true}, sm80 = {80, false};
+  jsdpa_cache_compile_t a, b, c, d;
+  CHECK(jsdpa_cache_compile_setup(sm90a, "source", 6, &a, &reason));
+  CHECK(jsdpa_cache_compile_setup(sm90a, "source", 6, &b, &reason));
+  CHECK(jsdpa_cache_compile_setup(sm80, "source", 6, &c, &reason));
+  CHECK(jsdpa_cache_compile_setup(sm90a, "sourcf", 6, &d, &reason));
+  CHECK(memcmp(a.key.digest, b.key.digest, 32) == 0);
+  CHECK(memcmp(a.key.digest, c.key.digest, 32) != 0);
+  CHECK(memcmp(a.key.digest, d.key.digest, 32) != 0);
+  CHECK(a.num_options > 0 && strstr(a.options[0], "sm_90a") != NULL);
+  CHECK(c.num_options > 0 && strstr(c.options[0], "sm_80") != NULL);
+}
+
 static void test_resolve_dir(void) {
   char* d = jsdpa_cache_resolve_dir("/opt/cache");
   CHECK(d && strcmp(d, "/opt/cache") == 0);
@@ -538,6 +560,7 @@ int main(void) {
   make_root();
 
   test_keys();
+  test_compile_setup();
   test_resolve_dir();
   test_cold_warm();
   test_damage();
