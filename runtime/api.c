@@ -108,7 +108,9 @@ jsdpa_status_t jsdpa_context_create(const jsdpa_context_options_t* options,
   *out_context = NULL;
   if (!options)
     return JSDPA_INVALID("options is NULL (fill one with jsdpa_context_options_initialize)");
-  if (options->device < 0) return JSDPA_INVALID("options.device (%d) is negative", options->device);
+  if (options->device < JSDPA_DEVICE_NONE)
+    return JSDPA_INVALID("options.device (%d) is negative (JSDPA_DEVICE_NONE is %d)", options->device,
+                         JSDPA_DEVICE_NONE);
   if (options->verbosity < 0)
     return JSDPA_INVALID("options.verbosity (%d) is negative", options->verbosity);
   if (options->cpu_threads < 0 || options->cpu_threads > JSDPA_MAX_CPU_THREADS)

@@ -48,6 +48,10 @@
   X(cuMemFree, 1)                                 \
   X(cuMemAllocAsync, 0)                           \
   X(cuMemFreeAsync, 0)                            \
+  X(cuMemPoolCreate, 0)                           \
+  X(cuMemPoolDestroy, 0)                          \
+  X(cuMemPoolSetAttribute, 0)                     \
+  X(cuMemAllocFromPoolAsync, 0)                   \
   X(cuMemAllocHost, 1)                            \
   X(cuMemFreeHost, 1)                             \
   X(cuMemGetInfo, 1)                              \

@@ -77,6 +77,7 @@ struct jsdpa_context_s {
   int sm_count;
   int max_smem_optin;
   CUdeviceptr sticky_error; /* int: set by prep kernels on malformed device offsets */
+  CUmemoryPool pool;        /* per-call workspaces; NULL: the driver lacks pools */
 
   jsdpa_cache_t* cache;
   jsdpa_tuning_t* tuning; /* NULL: defaults */

@@ -80,8 +80,8 @@ static jsdpa_status_t upload_offsets(jsdpa_context_t* ctx, const void* offsets,
 }
 
 /*
- * The workspace is allocated per call with cuMemAllocAsync on the call's
- * stream and freed with cuMemFreeAsync after the attention launch: the pool
+ * The workspace is allocated per call from the context's pool (device.c) on the
+ * call's stream and freed with cuMemFreeAsync after the attention launch: the pool
  * makes this cheap, concurrent calls on different streams never share memory,
  * and nothing waits on the host. Drivers without stream-ordered allocation get
  * a plain cuMemAlloc, and the release synchronizes the stream before
@@ -93,6 +93,13 @@ static jsdpa_status_t workspace_alloc(jsdpa_context_t* ctx, size_t bytes, CUstre
   const jsdpa_cuda_driver_t* cu = ctx->cu;
   ws->bytes = bytes;
   ws->async = false;
+  if (ctx->pool && cu->cuMemFreeAsync) {
+    CUresult r = cu->cuMemAllocFromPoolAsync(&ws->base, bytes, ctx->pool, stream);
+    if (r != CUDA_SUCCESS)
+      return jsdpa_cuda_status(r, "cuMemAllocFromPoolAsync(workspace)", __FILE__, __LINE__);
+    ws->async = true;
+    return NULL;
+  }
   if (cu->cuMemAllocAsync && cu->cuMemFreeAsync) {
     CUresult r = cu->cuMemAllocAsync(&ws->base, bytes, stream);
     if (r == CUDA_SUCCESS) {

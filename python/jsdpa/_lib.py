@@ -575,9 +575,9 @@ _contexts = {}
 _before_destroy = []
 
 
-# Host arrays run on the cpu backend of any context; they use device 0's, which is also
-# the one CUDA tensors on cuda:0 use (jsdpa_context_create takes no "no device" value).
-HOST_DEVICE = 0
+# Host arrays run on a cpu-only context (JSDPA_DEVICE_NONE): it never creates a CUDA
+# context, so numpy users on a GPU machine do not pay for (or hold) one.
+HOST_DEVICE = -1
 
 
 def get_context(device=HOST_DEVICE, cache_dir=None, verbosity=0, cpu_threads=0,

@@ -133,9 +133,14 @@ void jsdpa_jagged_initialize(jsdpa_jagged_t* t, void* data, jsdpa_dtype_t dtype,
 
 typedef struct jsdpa_context_s jsdpa_context_t;
 
+/* options.device value for a context that never uses a GPU (no CUDA context is
+ * created; device pointers are still recognized and rejected). */
+#define JSDPA_DEVICE_NONE (-1)
+
 typedef struct jsdpa_context_options_s {
-  /* CUDA device ordinal. If no driver or device is found the context is still
-   * created and only the cpu backend runs (GPU backends report why). */
+  /* CUDA device ordinal, or JSDPA_DEVICE_NONE. If no driver or device is found
+   * the context is still created and only the cpu backend runs (GPU backends
+   * report why). */
   int device;
   /* Kernel cache directory. NULL: $JSDPA_CACHE_DIR, else $XDG_CACHE_HOME/jsdpa,
    * else ~/.cache/jsdpa. "" disables the disk cache (memory only). */

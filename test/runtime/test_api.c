@@ -109,9 +109,21 @@ static void test_context_errors(void) {
                "out_context is NULL");
   CHECK_STATUS(jsdpa_context_create(NULL, &ctx), JSDPA_STATUS_INVALID_ARGUMENT, "options is NULL");
   CHECK(ctx == NULL, "out_context is NULL after an error");
-  co.device = -1;
+  co.device = -2;
   CHECK_STATUS(jsdpa_context_create(&co, &ctx), JSDPA_STATUS_INVALID_ARGUMENT,
-               "options.device (-1) is negative");
+               "options.device (-2) is negative");
+  /* JSDPA_DEVICE_NONE: a cpu-only context that says so in its GPU reason. */
+  co.device = JSDPA_DEVICE_NONE;
+  ctx = NULL;
+  CHECK(jsdpa_context_create(&co, &ctx) == NULL, "a JSDPA_DEVICE_NONE context is created");
+  if (ctx) {
+    const char* why = NULL;
+    CHECK(!jsdpa_context_has_gpu(ctx, &why), "a JSDPA_DEVICE_NONE context has no GPU");
+    CHECK(why && (strstr(why, "JSDPA_DEVICE_NONE") || strstr(why, "no CUDA driver")),
+          "the GPU reason names JSDPA_DEVICE_NONE or the missing driver");
+    jsdpa_context_destroy(ctx);
+    ctx = NULL;
+  }
   co.device = 0;
   co.verbosity = -3;
   CHECK_STATUS(jsdpa_context_create(&co, &ctx), JSDPA_STATUS_INVALID_ARGUMENT,
