@@ -61,7 +61,8 @@ static jsdpa_status_t device_query(jsdpa_context_t* ctx) {
   if (r == CUDA_SUCCESS) r = cu->cuMemsetD8(ctx->sticky_error, 0, sizeof(int));
   if (r == CUDA_SUCCESS) create_pool(ctx);
   jsdpa_context_pop(ctx);
-  if (r != CUDA_SUCCESS) return jsdpa_cuda_status(r, "cuMemAlloc(sticky_error)", __FILE__, __LINE__);
+  if (r != CUDA_SUCCESS)
+    return jsdpa_cuda_status(r, "cuMemAlloc(sticky_error)", __FILE__, __LINE__);
   return NULL;
 }
 

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "cuda_dl.h"
 #include "jsdpa_gen.h"
 
@@ -62,6 +63,11 @@ static const char usage_text[] =
     "  -j N                   NVRTC compiles in parallel (default: online CPUs)\n"
     "  --nvrtc-option=OPT     pass OPT to NVRTC after the generator's own options\n"
     "                         (e.g. -lineinfo); repeatable\n"
+    "  --cache[=DIR]          with --emit=cubin: also publish every CUBIN into the\n"
+    "                         runtime's kernel cache (DIR, else $JSDPA_CACHE_DIR,\n"
+    "                         else $XDG_CACHE_HOME/jsdpa, else ~/.cache/jsdpa), keyed\n"
+    "                         exactly as libjsdpa's JIT looks them up, so a deployed\n"
+    "                         process starts warm. Not with --nvrtc-option.\n"
     "  -h, --help             print this help and exit\n"
     "  --version              print the generator version and exit\n"
     "\n"
@@ -233,6 +239,7 @@ typedef struct kernel_s {
   void* image;
   size_t image_size;
   jsdpa_status_t status;
+  jsdpa_cache_key_t cache_key; /* the runtime's key for this source (--cache) */
 } kernel_t;
 
 typedef struct compile_job_s {
@@ -241,6 +248,7 @@ typedef struct compile_job_s {
   bool want_ptx;
   const char* const* extra_options; /* --nvrtc-option, appended after the generator's */
   int extra_count;
+  bool for_cache; /* compile with the runtime's options and record its cache key */
   size_t next;
   pthread_mutex_t lock;
 } compile_job_t;
@@ -253,6 +261,21 @@ static void* compile_worker(void* arg) {
     pthread_mutex_unlock(&job->lock);
     if (i >= job->count) return NULL;
     kernel_t* k = &job->kernels[i];
+    if (job->for_cache) {
+      /* The JIT's own setup (cache.c), so the key and options match a lookup. */
+      jsdpa_cache_compile_t setup;
+      const char* reason = NULL;
+      if (!jsdpa_cache_compile_setup(k->variant->arch, k->source, k->source_length, &setup,
+                                     &reason)) {
+        k->status = jsdpa_nvrtc_compile(k->name, k->source, NULL, 0, false, &k->image,
+                                        &k->image_size, NULL); /* reports NVRTC missing */
+        continue;
+      }
+      k->cache_key = setup.key;
+      k->status = jsdpa_nvrtc_compile(k->name, k->source, setup.options, setup.num_options, false,
+                                      &k->image, &k->image_size, NULL);
+      continue;
+    }
     const char* options[64];
     char storage[64];
     int n = jsdpa_gen_compile_options(k->variant->arch, options, 8, storage, sizeof(storage));
@@ -265,10 +288,10 @@ static void* compile_worker(void* arg) {
 /* Compiles every kernel with `jobs` threads; reports failures in variant order
  * (so the output does not depend on thread timing). */
 static bool compile_all(kernel_t* kernels, size_t count, bool want_ptx,
-                        const char* const* extra_options, int extra_count, int jobs,
+                        const char* const* extra_options, int extra_count, bool for_cache, int jobs,
                         jsdpa_gen_diags_t* diags) {
-  compile_job_t job = {
-      kernels, count, want_ptx, extra_options, extra_count, 0, PTHREAD_MUTEX_INITIALIZER};
+  compile_job_t job = {kernels,     count,     want_ptx, extra_options,
+                       extra_count, for_cache, 0,        PTHREAD_MUTEX_INITIALIZER};
   if (jobs < 1) jobs = 1;
   if ((size_t)jobs > count) jobs = count ? (int)count : 1;
   pthread_t* threads = calloc((size_t)jobs, sizeof(*threads));
@@ -292,6 +315,36 @@ static bool compile_all(kernel_t* kernels, size_t count, bool want_ptx,
       kernels[i].status = NULL;
       ok = false;
     }
+  return ok;
+}
+
+/* Publishes every compiled CUBIN into the kernel cache (after all compiled, so
+ * a failing spec publishes nothing). */
+static bool publish_to_cache(const char* dir_option, const kernel_t* kernels, size_t count) {
+  char* dir = jsdpa_cache_resolve_dir(dir_option);
+  if (!dir) {
+    fprintf(stderr,
+            "jsdpa-gen: error: --cache: no cache directory (set JSDPA_CACHE_DIR or HOME)\n");
+    return false;
+  }
+  jsdpa_cache_t* cache = NULL;
+  jsdpa_status_t s = jsdpa_cache_open(dir, &cache);
+  bool ok = !s && jsdpa_cache_dir(cache);
+  if (s)
+    fprintf(stderr, "jsdpa-gen: error: --cache: %s\n", jsdpa_status_message(s));
+  else if (!ok)
+    fprintf(stderr, "jsdpa-gen: error: --cache: '%s' is not usable\n", dir);
+  jsdpa_status_free(s);
+  for (size_t i = 0; ok && i < count; ++i) {
+    ok = jsdpa_cache_disk_store(cache, &kernels[i].cache_key, kernels[i].image,
+                                kernels[i].image_size);
+    if (!ok)
+      fprintf(stderr, "jsdpa-gen: error: --cache: cannot store '%s' in '%s'\n", kernels[i].name,
+              dir);
+  }
+  if (ok) fprintf(stderr, "jsdpa-gen: published %zu kernels to the cache in %s\n", count, dir);
+  if (cache) jsdpa_cache_destroy(cache);
+  free(dir);
   return ok;
 }
 
@@ -369,6 +422,8 @@ typedef struct cli_s {
   int file_count;
   const char* nvrtc_options[48];
   int nvrtc_option_count;
+  bool cache;            /* --cache */
+  const char* cache_dir; /* --cache=DIR, or NULL for the default chain */
 } cli_t;
 
 /* Fills *cli; returns -1 to go on, else the exit status (after --help or a
@@ -410,6 +465,11 @@ static int parse_args(int argc, char** argv, cli_t* cli) {
       if (cli->nvrtc_option_count == (int)(sizeof(cli->nvrtc_options) / sizeof(char*)))
         return usage_error("too many --nvrtc-option flags (at most 48): '%s'", arg);
       cli->nvrtc_options[cli->nvrtc_option_count++] = arg + 15;
+    } else if (!strcmp(arg, "--cache") || !strncmp(arg, "--cache=", 8)) {
+      cli->cache = true;
+      cli->cache_dir = arg[7] == '=' ? arg + 8 : NULL;
+      if (cli->cache_dir && !*cli->cache_dir)
+        return usage_error("'--cache=' needs a directory%s", "");
     } else if (!strncmp(arg, "-o", 2)) {
       const char* value = arg[2] ? arg + 2 : (i + 1 < argc ? argv[++i] : NULL);
       if (!value || !*value) return usage_error("'-o' needs a directory%s", "");
@@ -429,6 +489,13 @@ static int parse_args(int argc, char** argv, cli_t* cli) {
   if (cli->file_count == 0) return usage_error("no input files%s", "");
   if ((cli->emit & EMIT_CUBIN) && !cli->out_dir)
     return usage_error("--emit=cubin needs -o DIR%s", "");
+  if (cli->cache && !(cli->emit & EMIT_CUBIN))
+    return usage_error("--cache publishes CUBINs: it needs --emit=cubin%s", "");
+  if (cli->cache && cli->nvrtc_option_count)
+    return usage_error(
+        "--cache cannot be combined with --nvrtc-option (the runtime would never look up "
+        "kernels compiled with other options)%s",
+        "");
   if ((cli->emit & (cli->emit - 1)) && !cli->out_dir)
     return usage_error("several --emit kinds at once need -o DIR%s", "");
   return -1;
@@ -496,7 +563,9 @@ static int generate(const cli_t* cli) {
     bool want_ptx = pass == 0;
     if (!ok || !(cli->emit & (want_ptx ? EMIT_PTX : EMIT_CUBIN))) continue;
     ok = compile_all(kernels, variants.count, want_ptx, cli->nvrtc_options, cli->nvrtc_option_count,
-                     (int)cli->jobs, diags);
+                     !want_ptx && cli->cache, (int)cli->jobs, diags);
+    if (ok && !want_ptx && cli->cache)
+      ok = publish_to_cache(cli->cache_dir, kernels, variants.count);
     for (size_t i = 0; i < variants.count; ++i) {
       kernel_t* k = &kernels[i];
       if (ok) {
