@@ -15,6 +15,9 @@ if ! "$PY" -c "import numpy" >/dev/null 2>&1; then
   echo "SKIP: numpy is not importable by $PY (tools/setup.sh installs it)"
   exit 77
 fi
+# The interpreter itself, not a launcher: a pyenv shim is a shell script that
+# picks another Python once LD_PRELOAD (below) is set.
+PY=$("$PY" -c "import sys; print(sys.executable)")
 
 # An ASan+UBSan build of libjsdpa (tools/test.sh) can only be dlopen'ed into a process
 # whose first library is the ASan runtime; Python's own allocations are not ours to
@@ -22,7 +25,8 @@ fi
 if [ -n "${JSDPA_LIBRARY:-}" ] && ldd "$JSDPA_LIBRARY" 2>/dev/null | grep libasan >/dev/null; then
   asan=$(gcc -print-file-name=libasan.so)
   export LD_PRELOAD="$asan${LD_PRELOAD:+:$LD_PRELOAD}"
-  export ASAN_OPTIONS="detect_leaks=0:protect_shadow_gap=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+  # Later options win: ours go last.
+  export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0:protect_shadow_gap=0"
   echo "run_tests: libjsdpa is built with ASan; preloading $asan"
 fi
 

@@ -39,11 +39,13 @@ class Layout(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             src, exe = Path(tmp) / "layout.c", Path(tmp) / "layout"
             src.write_text("\n".join(lines) + "\n")
-            build = subprocess.run([CC, f"-I{HEADER_DIR}", str(src), "-o", str(exe)],
-                                   capture_output=True, text=True, timeout=120)
-            self.assertEqual(build.returncode, 0, build.stderr)
-            # The executable must not inherit a sanitizer preload meant for Python.
+            # Neither the compiler nor the executable may inherit a sanitizer
+            # preload meant for Python (the compiler's own allocations would be
+            # reported as leaks).
             env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+            build = subprocess.run([CC, f"-I{HEADER_DIR}", str(src), "-o", str(exe)],
+                                   capture_output=True, text=True, timeout=120, env=env)
+            self.assertEqual(build.returncode, 0, build.stderr)
             got = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60,
                                  env=env).stdout.split("\n")[:-1]
         self.assertEqual(got, expected)
