@@ -127,13 +127,21 @@ static const jsdpa_gen_family_limits_t family_limits[JSDPA_GEN_FAMILY_COUNT] = {
 jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arch_t arch,
                                         jsdpa_gen_dtype_t dtype, int head_dim, int head_dim_v,
                                         bool causal) {
-  (void)arch, (void)dtype, (void)causal;
+  (void)dtype, (void)causal;
   int d = head_dim > head_dim_v ? head_dim : head_dim_v;
   switch (family) {
     case JSDPA_GEN_FAMILY_FLASH:
-      /* Past d = 128 a 128-row tile's accumulators no longer fit the registers
-       * of 4 warps; halving the rows keeps them there. */
-      return d <= 128 ? (jsdpa_gen_tile_t){128, 64, 4, 2} : (jsdpa_gen_tile_t){64, 64, 4, 2};
+      /* Measured on an H100 (bench/NOTES.md): 128x64 tiles, 4 warps, K/V
+       * double-buffered up to d = 128; past that a 128-row tile's accumulators
+       * no longer fit the registers of 4 warps, and 64x64 single-buffered
+       * (101 KiB of shared memory) keeps two blocks per SM. sm_86/89 allow
+       * 99 KiB per block: single-buffered there, and 32 keys per tile past
+       * d = 128. */
+      if (arch.sm == 86 || arch.sm == 89) {
+        if (d <= 64) return (jsdpa_gen_tile_t){128, 64, 4, 2};
+        return d <= 128 ? (jsdpa_gen_tile_t){128, 64, 4, 1} : (jsdpa_gen_tile_t){64, 32, 4, 1};
+      }
+      return d <= 128 ? (jsdpa_gen_tile_t){128, 64, 4, 2} : (jsdpa_gen_tile_t){64, 64, 4, 1};
     case JSDPA_GEN_FAMILY_EFFICIENT: return (jsdpa_gen_tile_t){64, 64, 4, 1};
     default: return (jsdpa_gen_tile_t){4, 1, 4, 1}; /* math: 4 rows (warps) per block */
   }

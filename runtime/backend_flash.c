@@ -1,0 +1,156 @@
+/* The flash backend: the generated tensor-core kernel (templates/flash.cu,
+ * mma.sync + ldmatrix + cp.async, online softmax) for fp16/bf16 on sm_80 and
+ * newer, head dims 1..256 with equal q/k and v dims.
+ *
+ * Launch convention (the template's header says the same): a persistent grid
+ * of min(resident blocks per SM x SMs, work tiles x heads) blocks; each block
+ * takes (query tile, head) units from schedule->tile_counter with atomicAdd,
+ * head-major over the prep kernel's longest-first work list, until none is
+ * left. The grid size needs no host knowledge of the lengths: blocks past the
+ * last unit exit at their first fetch. */
+#include <stdint.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+static jsdpa_gen_variant_t flash_variant(const jsdpa_context_t* ctx, const jsdpa_call_t* call) {
+  return jsdpa_gen_variant_make(JSDPA_GEN_FAMILY_FLASH, ctx->arch,
+                                jsdpa_gen_dtype_of(call->q.dtype), (int)call->head_dim,
+                                (int)call->head_dim_v, call->options.is_causal);
+}
+
+/* The template's shared memory (templates/flash.cu, SMEM_BYTES): a Q tile and
+ * STAGES K and V tiles, rows padded to a multiple of 16 elements plus 8. */
+static int64_t flash_smem_bytes(const jsdpa_gen_variant_t* v) {
+  const int64_t pitch = (v->head_dim + 15) / 16 * 16 + 8;
+  return (v->tile.block_m + 2 * (int64_t)v->tile.stages * v->tile.block_n) * pitch * 2;
+}
+
+/* The kernel copies 16-byte chunks (cp.async) and stores 16-byte vectors, so
+ * every row it touches must start on a 16-byte boundary. */
+static bool rows_aligned(const char* name, const jsdpa_jagged_t* t, char* why, size_t capacity) {
+  const int64_t es = 2; /* fp16 / bf16 */
+  if ((uintptr_t)t->data % 16) {
+    snprintf(why, capacity, "%s.data (%p) is not 16-byte aligned (flash copies 16-byte chunks)",
+             name, t->data);
+    return false;
+  }
+  if ((t->token_stride * es) % 16) {
+    snprintf(why, capacity,
+             "%s.token_stride (%lld elements = %lld bytes) is not a multiple of 16 bytes "
+             "(flash copies 16-byte chunks)",
+             name, (long long)t->token_stride, (long long)(t->token_stride * es));
+    return false;
+  }
+  if (t->heads > 1 && (t->head_stride * es) % 16) {
+    snprintf(why, capacity,
+             "%s.head_stride (%lld elements = %lld bytes) is not a multiple of 16 bytes "
+             "(flash copies 16-byte chunks)",
+             name, (long long)t->head_stride, (long long)(t->head_stride * es));
+    return false;
+  }
+  return true;
+}
+
+static bool flash_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
+                          size_t capacity) {
+  if (!jsdpa_gpu_common_can_run(ctx, call, why, capacity)) return false;
+  if (call->q.dtype != JSDPA_DTYPE_FP16 && call->q.dtype != JSDPA_DTYPE_BF16) {
+    snprintf(why, capacity, "dtype %s: flash runs fp16 and bf16 only",
+             jsdpa_dtype_name(call->q.dtype));
+    return false;
+  }
+  if (ctx->arch.sm < 80) {
+    snprintf(why, capacity,
+             "flash needs sm_80 or newer (bf16 mma.sync, cp.async); this GPU is sm_%d",
+             ctx->arch.sm);
+    return false;
+  }
+  if (call->head_dim > 256) {
+    snprintf(why, capacity, "head_dim %lld is above flash's 256", (long long)call->head_dim);
+    return false;
+  }
+  if (call->head_dim_v != call->head_dim) {
+    snprintf(why, capacity,
+             "head_dim_v (%lld) differs from head_dim (%lld); flash needs them equal",
+             (long long)call->head_dim_v, (long long)call->head_dim);
+    return false;
+  }
+  /* The online softmax takes the running maximum of the unscaled scores,
+   * which is the maximum of the scaled ones only for a positive scale. */
+  if (!(call->scale > 0)) {
+    snprintf(why, capacity, "scale %g is not positive (flash's online softmax needs scale > 0)",
+             call->scale);
+    return false;
+  }
+  if (!rows_aligned("q", &call->q, why, capacity) || !rows_aligned("k", &call->k, why, capacity) ||
+      !rows_aligned("v", &call->v, why, capacity) || !rows_aligned("out", &call->o, why, capacity))
+    return false;
+  jsdpa_gen_variant_t variant = flash_variant(ctx, call);
+  if (!jsdpa_gen_variant_check(&variant, why, capacity)) return false;
+  const int64_t smem = flash_smem_bytes(&variant);
+  if (smem > ctx->max_smem_optin) {
+    snprintf(why, capacity,
+             "the flash tile m%dn%d (stages %d, head dim %lld) needs %lld bytes of shared memory; "
+             "this GPU allows %d per block",
+             variant.tile.block_m, variant.tile.block_n, variant.tile.stages,
+             (long long)call->head_dim, (long long)smem, ctx->max_smem_optin);
+    return false;
+  }
+  /* Units (query tile, head) are counted in int32 on the device. */
+  const int64_t units = (call->total_q / variant.tile.block_m + call->batch) * call->heads;
+  if (units > INT32_MAX) {
+    snprintf(why, capacity,
+             "q has %lld tokens in %lld sequences x %lld heads: %lld flash work units exceed int32",
+             (long long)call->total_q, (long long)call->batch, (long long)call->heads,
+             (long long)units);
+    return false;
+  }
+  return true;
+}
+
+static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                             const jsdpa_kernel_t* kernel, jsdpa_params_t* params) {
+  int per_sm = 0;
+  CU_CHECK(ctx->cu, cuOccupancyMaxActiveBlocksPerMultiprocessor(
+                        &per_sm, kernel->function, kernel->threads, (size_t)kernel->smem_bytes));
+  if (per_sm < 1)
+    return jsdpa_make_status(JSDPA_STATUS_INTERNAL,
+                             "the flash kernel (%d threads, %d bytes of shared memory) fits no SM "
+                             "of this GPU",
+                             kernel->threads, kernel->smem_bytes);
+  const int64_t units = (int64_t)params->max_work * call->heads;
+  int64_t grid = (int64_t)per_sm * ctx->sm_count;
+  if (grid > units) grid = units;
+  void* args[] = {params};
+  CU_CHECK(ctx->cu, cuLaunchKernel(kernel->function, (unsigned)grid, 1, 1,
+                                   (unsigned)kernel->threads, 1, 1, (unsigned)kernel->smem_bytes,
+                                   (CUstream)call->options.stream, args, NULL));
+  return NULL;
+}
+
+static jsdpa_status_t flash_run(jsdpa_context_t* ctx, const jsdpa_call_t* call) {
+  jsdpa_gen_variant_t variant = flash_variant(ctx, call);
+  const jsdpa_kernel_t* kernel = NULL;
+  JSDPA_RETURN_IF_ERROR(jsdpa_jit_get(ctx, &variant, &kernel));
+
+  jsdpa_params_t params;
+  jsdpa_params_from_call(call, &params);
+  JSDPA_RETURN_IF_ERROR(jsdpa_context_push(ctx));
+  jsdpa_workspace_t ws;
+  jsdpa_status_t status =
+      jsdpa_prepare_jagged(ctx, call, kernel->block_m, kernel->block_n, &ws, &params);
+  if (!status) {
+    if (call->total_q > 0 && call->heads > 0) status = launch(ctx, call, kernel, &params);
+    jsdpa_workspace_release(ctx, call, &ws);
+  }
+  jsdpa_context_pop(ctx);
+  return status;
+}
+
+const jsdpa_backend_impl_t jsdpa_backend_flash = {
+    .id = JSDPA_BACKEND_FLASH,
+    .name = "flash",
+    .can_run = flash_can_run,
+    .run = flash_run,
+};
