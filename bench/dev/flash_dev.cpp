@@ -57,10 +57,8 @@ struct Variant {
 
 // The default tile per head dim (mirrors gen/variant.c's flash defaults).
 static void default_tile(Variant& v) {
-  if (v.d <= 64) {
+  if (v.d <= 128) {
     v.bm = 128, v.bn = 64, v.warps = 4, v.stages = 2;
-  } else if (v.d <= 128) {
-    v.bm = 128, v.bn = 32, v.warps = 4, v.stages = 2;
   } else {
     v.bm = 64, v.bn = 64, v.warps = 4, v.stages = 1;
   }
