@@ -286,6 +286,16 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
     PROBLEM(FIELD_WARPS,
             "family '%s' runs one warp per row: tile warps (%d) must equal block_m (%d)", fam,
             v->tile.warps, v->tile.block_m);
+  /* The flash template splits a tile's query rows evenly over its warps and
+   * each warp runs one or two 16-row mma blocks (templates/flash.cu). */
+  const int rows_per_warp = v->tile.warps > 0 ? v->tile.block_m / v->tile.warps : 0;
+  if (v->family == JSDPA_GEN_FAMILY_FLASH && allowed(lim->block_m, v->tile.block_m) &&
+      allowed(lim->warps, v->tile.warps) &&
+      (v->tile.block_m % v->tile.warps != 0 || (rows_per_warp != 16 && rows_per_warp != 32)))
+    PROBLEM(FIELD_WARPS,
+            "family 'flash' gives each warp 16 or 32 query rows: block_m %d over %d warps does "
+            "not",
+            v->tile.block_m, v->tile.warps);
 #undef PROBLEM
   return n;
 }

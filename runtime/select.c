@@ -9,10 +9,6 @@
 
 #include "internal.h"
 
-/* TEMPORARY, until runtime/backend_flash.c (issue 4) lands: a weak reference
- * lets the library link without it, and selection reports the missing row. */
-extern const jsdpa_backend_impl_t jsdpa_backend_flash __attribute__((weak));
-
 /* Preference order, as PyTorch's jagged SDPA (flash -> efficient -> math),
  * with the host backend last. */
 static const jsdpa_backend_impl_t* const table[] = {
@@ -61,11 +57,6 @@ jsdpa_status_t jsdpa_select(jsdpa_context_t* ctx, const jsdpa_call_t* call,
   const jsdpa_backend_t forced = call->options.backend;
   for (int i = 0; i < table_size; ++i) {
     const jsdpa_backend_impl_t* b = table[i];
-    if (!b) {
-      snprintf(sel.reasons[JSDPA_BACKEND_FLASH], JSDPA_REASON_CAPACITY,
-               "the flash backend is not built into this library yet");
-      continue;
-    }
     char* why = sel.reasons[b->id];
     if (b->can_run(ctx, call, why, JSDPA_REASON_CAPACITY)) {
       why[0] = '\0';

@@ -99,14 +99,13 @@ static testutil_case_t* make_case(const row_t* r, jsdpa_call_t* call) {
   return c;
 }
 
-static void check_row(jsdpa_context_t* ctx, const row_t* r, bool flash_built) {
+static void check_row(jsdpa_context_t* ctx, const row_t* r) {
   jsdpa_call_t call;
   testutil_case_t* c = make_case(r, &call);
   call.memory = r->memory;
   call.device = r->device;
   if (r->memory == JSDPA_MEMORY_DEVICE) call.q_offsets_memory = call.kv_offsets_memory = r->memory;
   jsdpa_backend_t expect = r->expect;
-  if (!flash_built && expect == JSDPA_BACKEND_FLASH) expect = JSDPA_BACKEND_MATH;
 
   jsdpa_selection_t sel;
   const jsdpa_backend_impl_t* impl = NULL;
@@ -125,7 +124,6 @@ static void check_row(jsdpa_context_t* ctx, const row_t* r, bool flash_built) {
   for (int b = JSDPA_BACKEND_FLASH; b < JSDPA_BACKEND_COUNT; ++b) {
     const char* name = jsdpa_backend_name((jsdpa_backend_t)b);
     const char* why = r->why[b];
-    if (b == JSDPA_BACKEND_FLASH && !flash_built) why = "not built";
     if (!why)
       CHECK(sel.reasons[b][0] == '\0', "%s: %s should be able to run, rejected: %s", r->name, name,
             sel.reasons[b]);
@@ -209,7 +207,6 @@ int main(int argc, char** argv) {
   jsdpa_context_t* h100 = pretend_h100();
   const char* nvrtc_reason = NULL;
   const bool nvrtc = jsdpa_nvrtc(&nvrtc_reason) != NULL;
-  /* Whether backend_flash.c is linked in: its row says so when it is not. */
   jsdpa_call_t call;
   testutil_case_t* probe = make_case(&rows[0], &call);
   call.memory = JSDPA_MEMORY_DEVICE;
@@ -217,18 +214,15 @@ int main(int argc, char** argv) {
   jsdpa_selection_t sel;
   const jsdpa_backend_impl_t* impl;
   jsdpa_status_free(jsdpa_select(h100, &call, &sel, &impl));
-  const bool flash_built = strstr(sel.reasons[JSDPA_BACKEND_FLASH], "not built") == NULL;
   testutil_case_destroy(probe);
-  printf("  flash backend %s; NVRTC %s%s\n", flash_built ? "built" : "not built yet",
-         nvrtc ? "loadable" : "unavailable: ", nvrtc ? "" : nvrtc_reason);
+  printf("  NVRTC %s%s\n", nvrtc ? "loadable" : "unavailable: ", nvrtc ? "" : nvrtc_reason);
   if (!nvrtc) {
     /* Without NVRTC no GPU backend can compile: each says so. */
     for (int b = JSDPA_BACKEND_EFFICIENT; b <= JSDPA_BACKEND_MATH; ++b)
       CHECK(strstr(sel.reasons[b], "NVRTC") != NULL, "%s: %s",
             jsdpa_backend_name((jsdpa_backend_t)b), sel.reasons[b]);
   } else {
-    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); ++i)
-      check_row(h100, &rows[i], flash_built);
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); ++i) check_row(h100, &rows[i]);
   }
   free(h100);
   jsdpa_context_destroy(real_ctx);
