@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The lead's validation on the lent GPU machine, in phases so each device call
+# stays inside its time limit while the build and the kernel cache (build-dev/)
+# carry over between back-to-back calls:
+#   test/gpu/device_validate.sh build   configure + build (Release) everything
+#   test/gpu/device_validate.sh bench   prewarm the benchmark's kernels through
+#                                       jsdpa-gen --cache, then python -m jsdpa.bench
+#                                       (jsdpa, torch NJT SDPA, torch FA2 varlen: one
+#                                       process) and the main job (jsdpa-run)
+#   test/gpu/device_validate.sh tests   ctest -L gpu, the Python GPU tests
+# CARRY (env, optional): a folder with sysroot/ (libyaml, OpenSSL, pkg-config
+# files) and bin/ (pkg-config) for an image that lacks them. Logs go to $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-$PWD/device-out}
+mkdir -p "$OUT"
+export JSDPA_CACHE_DIR=$PWD/build-dev/cache
+export PYTHONUNBUFFERED=1
+summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
+
+phase_build() {
+  summary "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader)"
+  local args=(-DCMAKE_BUILD_TYPE=Release)
+  if [ -n "${CARRY:-}" ] && ! pkg-config --exists yaml-0.1 2>/dev/null; then
+    local sys=$PWD/$CARRY/sysroot
+    export PKG_CONFIG_PATH=$sys/lib/pkgconfig PKG_CONFIG_LIBDIR=$sys/lib/pkgconfig
+    command -v pkg-config >/dev/null || export PATH=$PATH:$PWD/$CARRY/bin
+    [ -e /usr/include/openssl/evp.h ] || args+=(-DOPENSSL_ROOT_DIR="$sys")
+  fi
+  # lit / FileCheck are not on the GPU image; the lit tests run on CI.
+  for tool in FileCheck not; do
+    command -v $tool >/dev/null || command -v $tool-14 >/dev/null ||
+      args+=(-DJSDPA_$(echo $tool | tr a-z A-Z)=$(command -v true))
+  done
+  command -v FileCheck >/dev/null || args+=(-DJSDPA_LIT=$(command -v true))
+  if cmake -S . -B build-dev "${args[@]}" >"$OUT/build.log" 2>&1 &&
+    cmake --build build-dev -j "$(nproc)" >>"$OUT/build.log" 2>&1; then
+    summary "build: ok"
+  else
+    summary "build: FAILED"
+    tail -30 "$OUT/build.log"
+    exit 1
+  fi
+}
+
+phase_bench() {
+  local spec=build-dev/bench-kernels.yaml
+  printf 'kernels:\n  - family: flash\n    arch: sm_90a\n    dtype: [bf16, fp16]\n    head_dim: [64, 128, 256]\n    causal: [false, true]\n' >"$spec"
+  local t0=$SECONDS
+  build-dev/tools/jsdpa-gen "$spec" --emit=cubin -o build-dev/bench-cubins --cache -j "$(nproc)" 2>&1 | tail -2
+  summary "prewarm: $((SECONDS - t0)) s"
+  JSDPA_SKIP_TESTS=1 timeout 330 test/python/run_gpu.sh build-dev/libjsdpa.so
+  summary "bench: exit $?"
+  build-dev/tools/jsdpa-run >"$OUT/run.log" 2>&1
+  summary "jsdpa-run (mixed, default): exit $?"
+  build-dev/tools/jsdpa-run --lengths 8,8,8,8 >>"$OUT/run.log" 2>&1
+  summary "jsdpa-run (4 x 8 tokens): exit $?"
+  tail -30 "$OUT/run.log"
+}
+
+phase_tests() {
+  (cd build-dev && timeout 330 ctest -L gpu -V --timeout 300) >"$OUT/ctest.log" 2>&1
+  summary "ctest -L gpu: exit $? ($(grep -E 'tests passed|tests failed' "$OUT/ctest.log"))"
+  grep -E "^[0-9/ ]*Test +#|checks|FAILED" "$OUT/ctest.log" | tail -30
+  JSDPA_SKIP_BENCH=1 timeout 200 test/python/run_gpu.sh build-dev/libjsdpa.so >/dev/null 2>&1
+  summary "python tests (GPU): exit $? ($(grep -E '^(Ran|OK|FAILED)' "$OUT/py/tests.log" | tr '\n' ' '))"
+}
+
+for phase in "$@"; do "phase_$phase"; done
+cat "$OUT/summary.txt"
