@@ -331,7 +331,7 @@ class TorchCases:
 
     def test_error_requires_grad(self):
         q, k, v = self._qkv()
-        qg = njt(torch.ones(8, 4, 16, device=self.device, requires_grad=True),
+        qg = njt(torch.ones(8, 4, 16, device=self.device, dtype=q.dtype, requires_grad=True),
                  q.offsets())
         with self.assertRaises(RuntimeError) as cm:
             jt.scaled_dot_product_attention(qg, k, v)
