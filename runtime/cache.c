@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsutil.h"
+
 #define CACHE_MAGIC "JSDPAKC\0"
 #define CACHE_MAX_PAYLOAD ((uint64_t)1 << 30) /* a larger length is a corrupt header */
 
@@ -115,30 +117,6 @@ char* jsdpa_cache_resolve_dir(const char* options_dir) {
   return NULL;
 }
 
-/* mkdir -p; returns 0 or an errno. */
-static int make_dirs(const char* path) {
-  char* p = strdup(path);
-  if (!p) return ENOMEM;
-  int err = 0;
-  for (char* s = p + 1;; ++s) {
-    if (*s != '/' && *s != '\0') continue;
-    char saved = *s;
-    *s = '\0';
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) err = errno;
-    *s = saved;
-    if (err || saved == '\0') break;
-  }
-  if (!err) {
-    struct stat st;
-    if (stat(path, &st) != 0)
-      err = errno;
-    else if (!S_ISDIR(st.st_mode))
-      err = ENOTDIR;
-  }
-  free(p);
-  return err;
-}
-
 /* Whether files can be created in dir: a real probe, because access(W_OK)
  * answers yes to root for a read-only directory it can in fact write. */
 static int probe_writable(const char* dir) {
@@ -172,7 +150,7 @@ jsdpa_status_t jsdpa_cache_open(const char* dir, jsdpa_cache_t** out_cache) {
       jsdpa_cache_destroy(cache);
       return jsdpa_make_status(JSDPA_STATUS_OUT_OF_MEMORY, "kernel cache: out of memory");
     }
-    int err = make_dirs(dir);
+    int err = jsdpa_make_dirs(dir);
     const char* what = "cannot be created";
     if (!err) {
       err = probe_writable(dir);
@@ -315,18 +293,6 @@ bool jsdpa_cache_disk_load(jsdpa_cache_t* cache, const jsdpa_cache_key_t* key, v
   return payload != NULL;
 }
 
-static bool write_all(int fd, const void* data, size_t size) {
-  const uint8_t* p = data;
-  while (size) {
-    ssize_t n = write(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    size -= (size_t)n;
-  }
-  return true;
-}
-
 /* Writes the entry to a unique temp file beside its final name, makes it
  * durable, then renames it over the final name: rename is atomic within a
  * directory, so concurrent writers of one key all succeed and readers see
@@ -353,8 +319,8 @@ static int publish(const char* dir, const jsdpa_cache_key_t* key, const void* by
   if (fd < 0) return errno;
   int err = 0;
   /* mkstemp makes 0600; a cache prewarmed by one user may be read by others. */
-  if (fchmod(fd, 0644) != 0 || !write_all(fd, &h, sizeof(h)) || !write_all(fd, bytes, size) ||
-      fsync(fd) != 0)
+  if (fchmod(fd, 0644) != 0 || !jsdpa_write_all(fd, &h, sizeof(h)) ||
+      !jsdpa_write_all(fd, bytes, size) || fsync(fd) != 0)
     err = errno ? errno : EIO;
   if (close(fd) != 0 && !err) err = errno;
   if (!err && rename(temp_path, final_path) != 0) err = errno;

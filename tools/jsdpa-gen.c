@@ -16,6 +16,7 @@
 
 #include "cache.h"
 #include "cuda_dl.h"
+#include "fsutil.h"
 #include "jsdpa_gen.h"
 
 enum {
@@ -149,43 +150,13 @@ static void artifacts_free(artifacts_t* a) {
   free(a->items);
 }
 
-/* mkdir -p */
-static bool make_dirs(const char* path) {
-  char* p = strdup(path);
-  if (!p) abort();
-  bool ok = true;
-  for (char* s = p + 1;; ++s) {
-    if (*s != '/' && *s != '\0') continue;
-    char c = *s;
-    *s = '\0';
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) ok = false;
-    *s = c;
-    if (!ok || c == '\0') break;
-  }
-  struct stat st;
-  ok = ok && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-  free(p);
-  return ok;
-}
-
-static bool write_all(int fd, const void* data, size_t size) {
-  const char* p = data;
-  while (size) {
-    ssize_t n = write(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    size -= (size_t)n;
-  }
-  return true;
-}
-
 /* Writes every artifact to a temporary name first, then renames them all: a
  * failure part-way leaves no output file (the temporaries are removed). */
 static bool write_outputs(const char* dir, const artifacts_t* a) {
-  if (!make_dirs(dir)) {
+  int err = jsdpa_make_dirs(dir);
+  if (err) {
     fprintf(stderr, "jsdpa-gen: error: cannot create output directory '%s': %s\n", dir,
-            strerror(errno));
+            strerror(err));
     return false;
   }
   char** temps = calloc(a->count + 1, sizeof(*temps));
@@ -195,7 +166,7 @@ static bool write_outputs(const char* dir, const artifacts_t* a) {
   for (; ok && made < a->count; ++made) {
     temps[made] = xstrdup_printf("%s/.%s.tmp%ld", dir, a->items[made].file_name, (long)getpid());
     int fd = open(temps[made], O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    ok = fd >= 0 && write_all(fd, a->items[made].data, a->items[made].size);
+    ok = fd >= 0 && jsdpa_write_all(fd, a->items[made].data, a->items[made].size);
     if (fd >= 0 && close(fd) != 0) ok = false;
     if (!ok)
       fprintf(stderr, "jsdpa-gen: error: cannot write '%s': %s\n", temps[made], strerror(errno));
