@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tuning.h"
 
 /* More host threads than this is a mistake, not a machine. */
 #define JSDPA_MAX_CPU_THREADS 4096
@@ -149,6 +150,10 @@ jsdpa_status_t jsdpa_context_create(const jsdpa_context_options_t* options,
     jsdpa_log(ctx, 1, "no GPU, the cpu backend runs: %s", ctx->gpu_reason);
 
   s = jsdpa_cache_create(ctx, &ctx->cache);
+  if (!s) {
+    const jsdpa_tuning_device_t device = {ctx->device_name, ctx->sm_count, ctx->arch};
+    s = jsdpa_tuning_load(ctx, ctx->options.tuning_db, ctx->gpu ? &device : NULL, &ctx->tuning);
+  }
   if (s) {
     jsdpa_context_destroy(ctx);
     return s;
@@ -160,6 +165,7 @@ jsdpa_status_t jsdpa_context_create(const jsdpa_context_options_t* options,
 void jsdpa_context_destroy(jsdpa_context_t* context) {
   if (!context) return;
   if (context->cache) jsdpa_cache_destroy(context->cache);
+  jsdpa_tuning_destroy(context->tuning);
   jsdpa_device_close(context);
   pthread_mutex_destroy(&context->lock);
   free((char*)context->options.cache_dir);

@@ -12,18 +12,43 @@
 #include <stdio.h>
 
 #include "internal.h"
-
-static jsdpa_gen_variant_t flash_variant(const jsdpa_context_t* ctx, const jsdpa_call_t* call) {
-  return jsdpa_gen_variant_make(JSDPA_GEN_FAMILY_FLASH, ctx->arch,
-                                jsdpa_gen_dtype_of(call->q.dtype), (int)call->head_dim,
-                                (int)call->head_dim_v, call->options.is_causal);
-}
+#include "tuning.h"
 
 /* The template's shared memory (templates/flash.cu, SMEM_BYTES): a Q tile and
  * STAGES K and V tiles, rows padded to a multiple of 16 elements plus 8. */
-static int64_t flash_smem_bytes(const jsdpa_gen_variant_t* v) {
+int64_t jsdpa_flash_smem_bytes(const jsdpa_gen_variant_t* v) {
   const int64_t pitch = (v->head_dim + 15) / 16 * 16 + 8;
   return (v->tile.block_m + 2 * (int64_t)v->tile.stages * v->tile.block_n) * pitch * 2;
+}
+
+jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                                        bool* out_tuned) {
+  jsdpa_gen_variant_t v =
+      jsdpa_gen_variant_make(JSDPA_GEN_FAMILY_FLASH, ctx->arch, jsdpa_gen_dtype_of(call->q.dtype),
+                             (int)call->head_dim, (int)call->head_dim_v, call->options.is_causal);
+  if (out_tuned) *out_tuned = false;
+  jsdpa_tuning_choice_t choice;
+  if (!jsdpa_tuning_lookup(ctx->tuning, &v, call->total_q, call->batch, &choice)) return v;
+  /* A database entry names a tile for a GPU model; one this device cannot
+   * hold (another smem carve-out) or the generator rejects falls back. */
+  jsdpa_gen_variant_t tuned = v;
+  tuned.tile = choice.tile;
+  char why[JSDPA_REASON_CAPACITY];
+  if (!jsdpa_gen_variant_check(&tuned, why, sizeof(why))) {
+    jsdpa_log(ctx, 1, "flash: tuned tile m%dn%dw%ds%d rejected (%s): default tile",
+              tuned.tile.block_m, tuned.tile.block_n, tuned.tile.warps, tuned.tile.stages, why);
+    return v;
+  }
+  if (jsdpa_flash_smem_bytes(&tuned) > ctx->max_smem_optin) {
+    jsdpa_log(ctx, 1,
+              "flash: tuned tile m%dn%dw%ds%d needs %lld bytes of shared memory, this GPU allows "
+              "%d: default tile",
+              tuned.tile.block_m, tuned.tile.block_n, tuned.tile.warps, tuned.tile.stages,
+              (long long)jsdpa_flash_smem_bytes(&tuned), ctx->max_smem_optin);
+    return v;
+  }
+  if (out_tuned) *out_tuned = true;
+  return tuned;
 }
 
 /* The kernel copies 16-byte chunks (cp.async) and stores 16-byte vectors, so
@@ -86,9 +111,9 @@ static bool flash_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, char* 
   if (!rows_aligned("q", &call->q, why, capacity) || !rows_aligned("k", &call->k, why, capacity) ||
       !rows_aligned("v", &call->v, why, capacity) || !rows_aligned("out", &call->o, why, capacity))
     return false;
-  jsdpa_gen_variant_t variant = flash_variant(ctx, call);
+  jsdpa_gen_variant_t variant = jsdpa_flash_variant(ctx, call, NULL);
   if (!jsdpa_gen_variant_check(&variant, why, capacity)) return false;
-  const int64_t smem = flash_smem_bytes(&variant);
+  const int64_t smem = jsdpa_flash_smem_bytes(&variant);
   if (smem > ctx->max_smem_optin) {
     snprintf(why, capacity,
              "the flash tile m%dn%d (stages %d, head dim %lld) needs %lld bytes of shared memory; "
@@ -130,7 +155,17 @@ static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
 }
 
 static jsdpa_status_t flash_run(jsdpa_context_t* ctx, const jsdpa_call_t* call) {
-  jsdpa_gen_variant_t variant = flash_variant(ctx, call);
+  bool tuned = false;
+  jsdpa_gen_variant_t variant = jsdpa_flash_variant(ctx, call, &tuned);
+  if (ctx->verbosity >= 1) {
+    char how[400] = "family default";
+    if (tuned)
+      snprintf(how, sizeof(how), "tuned for the %s length bucket by %s",
+               jsdpa_tune_bucket_name(jsdpa_tune_bucket_of(call->total_q, call->batch)),
+               jsdpa_tuning_source(ctx->tuning));
+    jsdpa_log(ctx, 1, "flash: tile m%dn%dw%ds%d (%s)", variant.tile.block_m, variant.tile.block_n,
+              variant.tile.warps, variant.tile.stages, how);
+  }
   const jsdpa_kernel_t* kernel = NULL;
   JSDPA_RETURN_IF_ERROR(jsdpa_jit_get(ctx, &variant, &kernel));
 

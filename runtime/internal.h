@@ -132,6 +132,14 @@ JSDPA_MUST_USE jsdpa_status_t jsdpa_select(jsdpa_context_t* ctx, const jsdpa_cal
                                            jsdpa_selection_t* out_selection,
                                            const jsdpa_backend_impl_t** out_backend);
 
+/* backend_flash.c: the variant the flash backend runs for a call: the tuning
+ * table's tile for the call's length bucket when one applies and fits this
+ * GPU (tuning.h), else the family default; *out_tuned (may be NULL) says which. */
+jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                                        bool* out_tuned);
+/* The flash template's dynamic shared memory for a variant (flash.cu's SMEM_BYTES). */
+int64_t jsdpa_flash_smem_bytes(const jsdpa_gen_variant_t* variant);
+
 /* Shared GPU-backend checks (device memory, a GPU in the context, ...). */
 bool jsdpa_gpu_common_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
                               size_t capacity);
