@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Plots a jsdpa-tune sweep: TFLOP/s of every candidate tile, one panel per
-workload cell (rows: workloads; columns: dtype, head dim, causal), the family
+workload cell (rows: workload and dtype; columns: head dim and causal), the family
 default marked (orange), the fastest in green, tiles the float64 check rejected
 as red crosses and build or launch errors as grey crosses at zero.
 
@@ -30,22 +30,23 @@ def main():
     if not rows:
         sys.exit("plot_tune.py: %s has no candidates" % args.csv)
 
-    workloads, configs, cells = [], [], {}
+    lines, configs, cells = [], [], {}
     for r in rows:
-        config = (r["dtype"], int(r["head_dim"]), r["causal"] == "1")
-        if r["workload"] not in workloads:
-            workloads.append(r["workload"])
+        line = (r["workload"], r["dtype"])
+        config = (int(r["head_dim"]), r["causal"] == "1")
+        if line not in lines:
+            lines.append(line)
         if config not in configs:
             configs.append(config)
-        cells.setdefault((r["workload"], config), []).append(r)
+        cells.setdefault((line, config), []).append(r)
 
-    fig, axes = plt.subplots(len(workloads), len(configs), squeeze=False,
-                             figsize=(max(4, 3.3 * len(configs)), 2.9 * len(workloads)))
-    for i, w in enumerate(workloads):
+    fig, axes = plt.subplots(len(lines), len(configs), squeeze=False,
+                             figsize=(max(4, 3.3 * len(configs)), 2.9 * len(lines)))
+    for i, line in enumerate(lines):
         for j, config in enumerate(configs):
             ax = axes[i][j]
-            cands = cells.get((w, config), [])
-            dtype, d, causal = config
+            cands = cells.get((line, config), [])
+            (w, dtype), (d, causal) = line, config
             bucket = cands[0]["bucket"] if cands else "?"
             ax.set_title("%s (%s) %s d%d %s" % (w, bucket, dtype, d, "causal" if causal else "full"),
                          fontsize=8)

@@ -46,7 +46,7 @@
 #define MAX_GROUPS 64
 #define MAX_LIST 8
 
-typedef enum mode_e { MODE_SWEEP, MODE_CHECK_DB, MODE_MERGE } tune_mode_t;
+typedef enum mode_e { MODE_SWEEP, MODE_CHECK_DB, MODE_MERGE, MODE_PICK } tune_mode_t;
 
 typedef struct args_s {
   tune_mode_t mode;
@@ -85,6 +85,9 @@ static void usage(FILE* f) {
       "errors\n"
       "       jsdpa-tune --merge FILE... -o OUT  merge databases: later files replace earlier\n"
       "                                          entries of the same key (no GPU)\n"
+      "       jsdpa-tune --pick CSV... --db FILE pick the winners again from sweeps' --csv files\n"
+      "                                          into FILE, which keeps its GPU and versions\n"
+      "                                          (no GPU; --min-gain applies)\n"
       "sweep options:\n"
       "  --spec FILE          configurations (and tiles) to tune, a jsdpa-gen spec; default:\n"
       "                       the workloads file's dtypes x head_configs x causal, flash, at\n"
@@ -174,8 +177,10 @@ static int parse_args(int argc, char** argv, args_t* a) {
       usage(stdout);
       exit(0);
     }
-    if (!strcmp(o, "--check-db") || !strcmp(o, "--merge")) {
-      a->mode = !strcmp(o, "--merge") ? MODE_MERGE : MODE_CHECK_DB;
+    if (!strcmp(o, "--check-db") || !strcmp(o, "--merge") || !strcmp(o, "--pick")) {
+      a->mode = !strcmp(o, "--merge")  ? MODE_MERGE
+                : !strcmp(o, "--pick") ? MODE_PICK
+                                       : MODE_CHECK_DB;
       continue;
     }
     if (!strcmp(o, "--all-tiles")) {
@@ -235,10 +240,14 @@ static int parse_args(int argc, char** argv, args_t* a) {
       return 2;
     }
   }
+  if (a->mode == MODE_PICK && a->num_files == 0)
+    return usage_error("%s needs at least one CSV file (jsdpa-tune --csv)", "--pick");
   if (a->mode != MODE_SWEEP && a->num_files == 0)
     return usage_error("%s needs at least one database file",
                        a->mode == MODE_MERGE ? "--merge" : "--check-db");
   if (a->mode == MODE_MERGE && !a->out) return usage_error("%s needs -o OUT", "--merge");
+  if (a->mode == MODE_PICK && !a->db)
+    return usage_error("%s needs --db FILE (the database the sweep wrote)", "--pick");
   if (a->mode == MODE_SWEEP && a->num_files)
     return usage_error("unexpected argument '%s' (a sweep takes options only)", a->files[0]);
   return 0;
@@ -940,43 +949,140 @@ static void run_sweep(sweep_t* s) {
     }
 }
 
-/* ------------------------------------------------------------ results */
+/* ------------------------------------------------------------ picking */
 
-/* The tile a database key gets from the cells of its bucket: the fastest
- * candidate that passed in all of them (their times added), unless the
- * default is within --min-gain of it. */
-typedef struct pick_s {
-  int tile; /* -1: nothing measured */
-  double tflops, default_tflops;
-} pick_t;
+/* One measured candidate in one cell, from a sweep or from its CSV. */
+typedef struct sample_s {
+  jsdpa_gen_variant_t variant; /* with the candidate's dtype and tile */
+  jsdpa_tune_bucket_t bucket;
+  int cell; /* the samples of one cell (workload x configuration) share it */
+  bool is_default;
+  bool ok;
+  double ms, flops;
+} sample_t;
 
-static pick_t pick(const sweep_t* s, const group_t* g, jsdpa_tune_bucket_t bucket) {
-  pick_t p = {-1, 0, -1};
-  double best_ms = 0, default_ms = -1, flops = 0;
-  for (int t = 0; t < g->num_tiles; ++t) {
-    double ms = 0, f = 0;
-    bool all = true;
-    int cells = 0;
-    for (int i = 0; i < s->num_cells; ++i) {
-      const cell_t* c = &s->cells[i];
-      if (c->group != g || c->bucket != bucket) continue;
-      ++cells;
-      all &= c->results[t].status == ST_OK;
-      ms += c->results[t].ms;
-      f += c->flops;
+static bool is_16bit(jsdpa_gen_dtype_t t) {
+  return t == JSDPA_GEN_DTYPE_FP16 || t == JSDPA_GEN_DTYPE_BF16;
+}
+
+/* fp16 and bf16 run the same tensor-core shapes, registers and shared memory
+ * per tile, so their cells are pooled: twice the measurements per choice,
+ * and one tile for both (the runtime reuses one dtype's entry for the other). */
+static bool same_pool(const sample_t* a, const sample_t* b) {
+  const jsdpa_gen_variant_t *x = &a->variant, *y = &b->variant;
+  return x->family == y->family && x->arch.sm == y->arch.sm &&
+         x->arch.arch_specific == y->arch.arch_specific && x->head_dim == y->head_dim &&
+         x->head_dim_v == y->head_dim_v && x->causal == y->causal && a->bucket == b->bucket &&
+         (x->dtype == y->dtype || (is_16bit(x->dtype) && is_16bit(y->dtype)));
+}
+
+/* The sample of `cell` with `tile`, or NULL. */
+static const sample_t* find_sample(const sample_t* s, const int* pool, int n, int cell,
+                                   jsdpa_gen_tile_t tile) {
+  for (int i = 0; i < n; ++i)
+    if (s[pool[i]].cell == cell && same_tile(s[pool[i]].variant.tile, tile)) return &s[pool[i]];
+  return NULL;
+}
+
+/* Total time and FLOPs of `tile` over the pool's cells (of one dtype when
+ * dtype >= 0); false unless it passed in every one of them. */
+static bool tile_total(const sample_t* s, const int* pool, int n, const int* cells, int num_cells,
+                       jsdpa_gen_tile_t tile, int dtype, double* ms, double* flops) {
+  *ms = *flops = 0;
+  int used = 0;
+  for (int c = 0; c < num_cells; ++c) {
+    const sample_t* x = find_sample(s, pool, n, cells[c], tile);
+    if (!x || !x->ok) return false;
+    if (dtype >= 0 && (int)x->variant.dtype != dtype) continue;
+    *ms += x->ms;
+    *flops += x->flops;
+    ++used;
+  }
+  return used > 0;
+}
+
+/*
+ * Puts into `db` the entries the samples give. Per pool (a database key but
+ * for the dtype, fp16 and bf16 together): the tile with the least total time
+ * over every cell of the pool, among those that passed the check in all of
+ * them; it replaces the default only when faster by more than min_gain, so
+ * noise does not move tiles. One entry per dtype of the pool, with that
+ * dtype's own TFLOP/s for the tile and for the default. Returns the count.
+ */
+static size_t pick_entries(const sample_t* s, int n, double min_gain, jsdpa_tunedb_t* db) {
+  bool* done = toolutil_xcalloc((size_t)n + 1, sizeof(bool));
+  int* pool = toolutil_xmalloc(sizeof(int) * ((size_t)n + 1));
+  int* cells = toolutil_xmalloc(sizeof(int) * ((size_t)n + 1));
+  size_t written = 0;
+  for (int i = 0; i < n; ++i) {
+    if (done[i]) continue;
+    int np = 0, nc = 0;
+    bool have_default = false;
+    jsdpa_gen_tile_t dflt = {0, 0, 0, 0};
+    for (int j = i; j < n; ++j) {
+      if (done[j] || !same_pool(&s[i], &s[j])) continue;
+      done[j] = true;
+      pool[np++] = j;
+      if (s[j].is_default) have_default = true, dflt = s[j].variant.tile;
+      bool seen = false;
+      for (int c = 0; c < nc && !seen; ++c) seen = cells[c] == s[j].cell;
+      if (!seen) cells[nc++] = s[j].cell;
     }
-    if (!cells || !all) continue;
-    if (t == 0) default_ms = ms;
-    if (p.tile < 0 || ms < best_ms) p.tile = t, best_ms = ms, flops = f;
+    double best_ms = 0, ms = 0, flops = 0, default_ms = -1;
+    int best = -1;
+    for (int k = 0; k < np; ++k) {
+      const jsdpa_gen_tile_t t = s[pool[k]].variant.tile;
+      if (!tile_total(s, pool, np, cells, nc, t, -1, &ms, &flops)) continue;
+      if (have_default && same_tile(t, dflt)) default_ms = ms;
+      if (best < 0 || ms < best_ms) best = pool[k], best_ms = ms;
+    }
+    if (best < 0) continue;
+    jsdpa_gen_tile_t tile = s[best].variant.tile;
+    if (default_ms > 0 && best_ms * (1 + min_gain) > default_ms) tile = dflt;
+    /* One entry per dtype of the pool, from its first sample of that dtype. */
+    for (int k = 0; k < np; ++k) {
+      const sample_t* x = &s[pool[k]];
+      bool first = true;
+      for (int m = 0; m < k && first; ++m) first = s[pool[m]].variant.dtype != x->variant.dtype;
+      if (!first) continue;
+      jsdpa_tunedb_entry_t e = {.variant = x->variant, .bucket = x->bucket, .default_tflops = -1};
+      e.variant.tile = tile;
+      memset(&e.variant.loc, 0, sizeof(e.variant.loc));
+      double d_ms = 0, d_flops = 0;
+      if (!tile_total(s, pool, np, cells, nc, tile, (int)x->variant.dtype, &ms, &flops)) continue;
+      e.tflops = flops / (ms * 1e9);
+      if (have_default &&
+          tile_total(s, pool, np, cells, nc, dflt, (int)x->variant.dtype, &d_ms, &d_flops))
+        e.default_tflops = d_flops / (d_ms * 1e9);
+      jsdpa_tunedb_put(db, &e);
+      ++written;
+    }
   }
-  if (p.tile < 0) return p;
-  if (default_ms > 0 && p.tile != 0 && best_ms * (1 + s->a->min_gain) > default_ms) {
-    p.tile = 0;
-    best_ms = default_ms;
+  free(done);
+  free(pool);
+  free(cells);
+  return written;
+}
+
+/* The sweep's measurements as samples. */
+static sample_t* sweep_samples(const sweep_t* s, int* out_count) {
+  int n = 0;
+  for (int i = 0; i < s->num_cells; ++i) n += s->cells[i].group->num_tiles;
+  sample_t* out = toolutil_xcalloc((size_t)n + 1, sizeof(sample_t));
+  n = 0;
+  for (int i = 0; i < s->num_cells; ++i) {
+    const cell_t* c = &s->cells[i];
+    for (int t = 0; t < c->group->num_tiles; ++t)
+      out[n++] = (sample_t){.variant = candidate(c->group, t),
+                            .bucket = c->bucket,
+                            .cell = i,
+                            .is_default = t == 0,
+                            .ok = c->results[t].status == ST_OK,
+                            .ms = c->results[t].ms,
+                            .flops = c->flops};
   }
-  p.tflops = flops / (best_ms * 1e9);
-  if (default_ms > 0) p.default_tflops = flops / (default_ms * 1e9);
-  return p;
+  *out_count = n;
+  return out;
 }
 
 static void device_meta(const sweep_t* s, jsdpa_tunedb_meta_t* m) {
@@ -984,17 +1090,19 @@ static void device_meta(const sweep_t* s, jsdpa_tunedb_meta_t* m) {
   snprintf(m->gpu, sizeof(m->gpu), "%s", s->ctx->device_name);
   m->sm_count = s->ctx->sm_count;
   snprintf(m->driver, sizeof(m->driver), "unknown");
-  /* The kernel module's version ("580.159.04"): the driver API only knows the CUDA version. */
+  /* The kernel module's version ("580.159.04"), the first dotted number of
+   * "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04 ...":
+   * the driver API only knows the CUDA version. */
   FILE* f = fopen("/proc/driver/nvidia/version", "r");
   char line[512];
   if (f && fgets(line, sizeof(line), f)) {
-    const char* p = strstr(line, "Kernel Module");
-    if (p) {
-      p += strlen("Kernel Module");
-      while (*p == ' ') ++p;
-      size_t n = strcspn(p, " \t\n");
-      if (n > 0 && n < sizeof(m->driver)) snprintf(m->driver, sizeof(m->driver), "%.*s", (int)n, p);
-    }
+    char* save = NULL;
+    for (char* tok = strtok_r(line, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save))
+      if (tok[0] >= '0' && tok[0] <= '9' && strchr(tok, '.') &&
+          strspn(tok, "0123456789.") == strlen(tok) && strlen(tok) < sizeof(m->driver)) {
+        snprintf(m->driver, sizeof(m->driver), "%s", tok);
+        break;
+      }
   }
   if (f) fclose(f);
   snprintf(m->cuda, sizeof(m->cuda), "%d.%d", s->cu->version / 1000, s->cu->version % 1000 / 10);
@@ -1007,11 +1115,13 @@ static void device_meta(const sweep_t* s, jsdpa_tunedb_meta_t* m) {
   strftime(m->date, sizeof(m->date), "%Y-%m-%d", &tm);
 }
 
-static int write_db(sweep_t* s, const char* path) {
+/* Merges `picked` into the database at `path` and writes it atomically.
+ * `meta` is the new sweep's (a file of another GPU or generator is then
+ * replaced, not merged), or NULL to keep the file's, which must exist. */
+static int merge_into(const char* path, const jsdpa_tunedb_meta_t* meta,
+                      const jsdpa_tunedb_t* picked) {
   jsdpa_tunedb_t db;
   memset(&db, 0, sizeof(db));
-  jsdpa_tunedb_meta_t meta;
-  device_meta(s, &meta);
   size_t had = 0;
   struct stat sb;
   if (stat(path, &sb) == 0) {
@@ -1023,7 +1133,7 @@ static int write_db(sweep_t* s, const char* path) {
       jsdpa_tunedb_free(&db);
       return 1;
     }
-    if (!same_gpu(&db.meta, &meta)) {
+    if (meta && !same_gpu(&db.meta, meta)) {
       printf(
           "warning: %s was measured on '%s' (%d SMs) with generator %s: its %zu entries are "
           "replaced\n",
@@ -1031,32 +1141,30 @@ static int write_db(sweep_t* s, const char* path) {
       jsdpa_tunedb_free(&db);
     }
     had = db.count;
+  } else if (!meta) {
+    fprintf(stderr,
+            "jsdpa-tune: error: cannot read --db '%s': %s (it holds the GPU and versions the "
+            "sweep measured with)\n",
+            path, strerror(errno));
+    return 1;
   }
-  db.meta = meta;
-  size_t written = 0, replaced = 0;
-  for (int i = 0; i < s->num_groups; ++i)
-    for (int b = 0; b < JSDPA_TUNE_BUCKET_COUNT; ++b) {
-      const group_t* g = &s->groups[i];
-      pick_t p = pick(s, g, (jsdpa_tune_bucket_t)b);
-      if (p.tile < 0) continue;
-      jsdpa_tunedb_entry_t e = {.variant = candidate(g, p.tile),
-                                .bucket = (jsdpa_tune_bucket_t)b,
-                                .tflops = p.tflops,
-                                .default_tflops = p.default_tflops};
-      replaced += jsdpa_tunedb_find(&db, &e.variant, e.bucket) != NULL;
-      jsdpa_tunedb_put(&db, &e);
-      ++written;
-    }
-  if (written == 0) {
+  if (meta) db.meta = *meta;
+  if (picked->count == 0) {
     printf("database: nothing measured, %s left as it was\n", path);
     jsdpa_tunedb_free(&db);
     return 0;
+  }
+  size_t replaced = 0;
+  for (size_t i = 0; i < picked->count; ++i) {
+    replaced +=
+        jsdpa_tunedb_find(&db, &picked->entries[i].variant, picked->entries[i].bucket) != NULL;
+    jsdpa_tunedb_put(&db, &picked->entries[i]);
   }
   char why[1024];
   bool ok = jsdpa_tunedb_write(path, &db, why, sizeof(why));
   if (ok)
     printf("database: %s: %zu entries written (%zu replaced, %zu kept from before), %zu in all\n",
-           path, written, replaced, had - replaced, db.count);
+           path, picked->count, replaced, had - replaced, db.count);
   else
     fprintf(stderr, "jsdpa-tune: error: %s\n", why);
   jsdpa_tunedb_free(&db);
@@ -1097,7 +1205,7 @@ static void verify(sweep_t* s, const char* path) {
   jsdpa_tuning_destroy(jsdpa_tuning_swap(s->ctx, previous));
 }
 
-static void print_table(const sweep_t* s) {
+static void print_table(const sweep_t* s, const jsdpa_tunedb_t* picked) {
   printf(
       "\n| workload | bucket | dtype | d | causal | default tile | default TFLOP/s | tuned tile "
       "| tuned TFLOP/s | tuned/default | through the DB | candidates ok/rejected/error/skipped "
@@ -1105,14 +1213,17 @@ static void print_table(const sweep_t* s) {
   for (int i = 0; i < s->num_cells; ++i) {
     const cell_t* c = &s->cells[i];
     const group_t* g = c->group;
-    const pick_t p = pick(s, g, c->bucket);
+    const jsdpa_tunedb_entry_t* e = jsdpa_tunedb_find(picked, &g->key, c->bucket);
+    int tuned = -1;
+    for (int t = 0; e && t < g->num_tiles && tuned < 0; ++t)
+      if (same_tile(g->tiles[t], e->variant.tile)) tuned = t;
     int counts[5] = {0};
     for (int t = 0; t < g->num_tiles; ++t) ++counts[c->results[t].status];
     char dtag[32], ttag[32] = "-", vtag[48] = "-";
     tile_tag(g->tiles[0], dtag, sizeof(dtag));
     const result_t* d = &c->results[0];
-    const result_t* w = p.tile >= 0 ? &c->results[p.tile] : NULL;
-    if (w) tile_tag(g->tiles[p.tile], ttag, sizeof(ttag));
+    const result_t* w = tuned >= 0 ? &c->results[tuned] : NULL;
+    if (w) tile_tag(g->tiles[tuned], ttag, sizeof(ttag));
     if (c->verify_tflops >= 0) {
       char tag[32];
       tile_tag(c->verify_tile, tag, sizeof(tag));
@@ -1296,12 +1407,21 @@ static int sweep_main(const args_t* a) {
       fprintf(stderr, "jsdpa-tune: error: a candidate broke the CUDA context; the sweep stopped\n");
       rc = 1;
     }
-    int wrc = write_db(&s, db_path);
+    int num_samples = 0;
+    sample_t* samples = sweep_samples(&s, &num_samples);
+    jsdpa_tunedb_t picked;
+    memset(&picked, 0, sizeof(picked));
+    pick_entries(samples, num_samples, a->min_gain, &picked);
+    free(samples);
+    jsdpa_tunedb_meta_t meta;
+    device_meta(&s, &meta);
+    int wrc = merge_into(db_path, &meta, &picked);
     if (wrc)
       rc = wrc;
     else if (a->verify && counts[ST_OK] && !s.cuda_failed)
       verify(&s, db_path);
-    print_table(&s);
+    print_table(&s, &picked);
+    jsdpa_tunedb_free(&picked);
   }
   if (s.csv) fclose(s.csv);
   for (int i = 0; i < s.num_cells; ++i)
@@ -1318,6 +1438,156 @@ static int sweep_main(const args_t* a) {
   return rc;
 }
 
+/* ------------------------------------------------------------ --pick */
+
+/* The columns --pick reads, in the header order jsdpa-tune writes. */
+enum {
+  C_WORKLOAD,
+  C_BUCKET,
+  C_DTYPE,
+  C_HEAD_DIM,
+  C_CAUSAL,
+  C_TILE,
+  C_DEFAULT,
+  C_KERNEL,
+  C_STATUS,
+  C_MS,
+  C_TFLOPS,
+  C_COUNT
+};
+static const char* const csv_columns[C_COUNT] = {"workload", "bucket", "dtype",   "head_dim",
+                                                 "causal",   "tile",   "default", "kernel",
+                                                 "status",   "ms",     "tflops"};
+
+/* Splits a CSV line at commas outside double quotes (in place); returns the field count. */
+static int split_csv(char* line, char** fields, int capacity) {
+  int n = 0;
+  bool quoted = false;
+  fields[n++] = line;
+  for (char* p = line; *p; ++p) {
+    if (*p == '"') quoted = !quoted;
+    if (*p == ',' && !quoted && n < capacity) {
+      *p = '\0';
+      fields[n++] = p + 1;
+    }
+  }
+  return n;
+}
+
+/* One CSV row -> a sample; false (after a message) on a malformed row. */
+static bool parse_sample(char** f, const int* col, const char* where, sample_t* out) {
+  memset(out, 0, sizeof(*out));
+  jsdpa_gen_variant_t* v = &out->variant;
+  /* The family and arch come from the kernel name: jsdpa_<family>_sm<NN>[a]_... */
+  char family[32] = "", arch[16] = "";
+  int sm = 0;
+  const char* k = f[col[C_KERNEL]];
+  int n = 0;
+  bool ok = sscanf(k, "jsdpa_%31[a-z]_sm%d%n", family, &sm, &n) == 2;
+  if (ok) snprintf(arch, sizeof(arch), "sm_%d%s", sm, k[n] == 'a' ? "a" : "");
+  int64_t d = 0;
+  ok = ok && jsdpa_gen_parse_family(family, &v->family) && jsdpa_gen_parse_arch(arch, &v->arch) &&
+       jsdpa_gen_parse_dtype(f[col[C_DTYPE]], &v->dtype) &&
+       toolutil_parse_i64(f[col[C_HEAD_DIM]], 1, 1024, &d) &&
+       jsdpa_tune_parse_bucket(f[col[C_BUCKET]], &out->bucket) &&
+       sscanf(f[col[C_TILE]], "m%dn%dw%ds%d", &v->tile.block_m, &v->tile.block_n, &v->tile.warps,
+              &v->tile.stages) == 4;
+  if (!ok) {
+    fprintf(stderr, "jsdpa-tune: %s: error: not a jsdpa-tune sweep row\n", where);
+    return false;
+  }
+  v->head_dim = v->head_dim_v = (int)d;
+  v->causal = !strcmp(f[col[C_CAUSAL]], "1");
+  out->is_default = !strcmp(f[col[C_DEFAULT]], "1");
+  out->ok = !strcmp(f[col[C_STATUS]], "ok");
+  if (out->ok) {
+    char* end = NULL;
+    out->ms = strtod(f[col[C_MS]], &end);
+    double tflops = strtod(f[col[C_TFLOPS]], NULL);
+    if (end == f[col[C_MS]] || !(out->ms > 0)) {
+      fprintf(stderr, "jsdpa-tune: %s: error: an ok row without a time\n", where);
+      return false;
+    }
+    out->flops = tflops * out->ms * 1e9; /* the CSV keeps TFLOP/s, not the count */
+  }
+  return true;
+}
+
+static int pick_main(const args_t* a) {
+  sample_t* samples = NULL;
+  int count = 0, capacity = 0;
+  /* A cell is a (file, workload, dtype, head dim, causal) seen in the rows. */
+  char(*cells)[192] = NULL;
+  int num_cells = 0;
+  int rc = 0;
+  for (int i = 0; i < a->num_files && !rc; ++i) {
+    size_t length = 0;
+    char* text = read_text(a->files[i], &length);
+    if (!text) {
+      fprintf(stderr, "jsdpa-tune: cannot read '%s': %s\n", a->files[i], strerror(errno));
+      rc = 1;
+      break;
+    }
+    int col[C_COUNT], line = 0;
+    char* save = NULL;
+    for (char* row = strtok_r(text, "\n", &save); row && !rc; row = strtok_r(NULL, "\n", &save)) {
+      char* f[32];
+      int nf = split_csv(row, f, 32);
+      char where[600];
+      snprintf(where, sizeof(where), "%s:%d", a->files[i], ++line);
+      if (line == 1) {
+        for (int c = 0; c < C_COUNT; ++c) {
+          col[c] = -1;
+          for (int j = 0; j < nf; ++j)
+            if (!strcmp(f[j], csv_columns[c])) col[c] = j;
+          if (col[c] < 0) {
+            fprintf(stderr, "jsdpa-tune: %s: error: no '%s' column (not a jsdpa-tune --csv file)\n",
+                    where, csv_columns[c]);
+            rc = 1;
+          }
+        }
+        continue;
+      }
+      bool short_row = false;
+      for (int c = 0; c < C_COUNT; ++c) short_row |= col[c] >= nf;
+      if (short_row) {
+        fprintf(stderr, "jsdpa-tune: %s: error: %d fields, too few\n", where, nf);
+        rc = 1;
+        break;
+      }
+      if (count == capacity) {
+        capacity = capacity ? 2 * capacity : 256;
+        samples = toolutil_xrealloc(samples, sizeof(*samples) * (size_t)capacity);
+        cells = toolutil_xrealloc(cells, sizeof(*cells) * (size_t)capacity);
+      }
+      if (!parse_sample(f, col, where, &samples[count])) {
+        rc = 1;
+        break;
+      }
+      char key[192];
+      snprintf(key, sizeof(key), "%d/%.60s/%s/%s/%s", i, f[col[C_WORKLOAD]], f[col[C_DTYPE]],
+               f[col[C_HEAD_DIM]], f[col[C_CAUSAL]]);
+      int cell = 0;
+      while (cell < num_cells && strcmp(cells[cell], key)) ++cell;
+      if (cell == num_cells) memcpy(cells[num_cells++], key, sizeof(key));
+      samples[count++].cell = cell;
+    }
+    free(text);
+  }
+  if (!rc) {
+    jsdpa_tunedb_t picked;
+    memset(&picked, 0, sizeof(picked));
+    pick_entries(samples, count, a->min_gain, &picked);
+    printf("--pick: %d rows in %d cells of %d files -> %zu entries (min gain %.3g)\n", count,
+           num_cells, a->num_files, picked.count, a->min_gain);
+    rc = merge_into(a->db, NULL, &picked);
+    jsdpa_tunedb_free(&picked);
+  }
+  free(samples);
+  free(cells);
+  return rc;
+}
+
 int main(int argc, char** argv) {
   toolutil_init("jsdpa-tune");
   args_t a;
@@ -1327,6 +1597,8 @@ int main(int argc, char** argv) {
       rc = check_dbs(&a);
     else if (a.mode == MODE_MERGE)
       rc = merge_dbs(&a);
+    else if (a.mode == MODE_PICK)
+      rc = pick_main(&a);
     else
       rc = sweep_main(&a);
   }
