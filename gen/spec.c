@@ -11,9 +11,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #include "jsdpa_gen.h"
+#include "yamldoc.h"
 
 typedef enum jsdpa_gen_kind_e {
   KIND_FAMILY,
@@ -25,42 +25,6 @@ typedef enum jsdpa_gen_kind_e {
 
 static const char* const kind_article[] = {"a family", "an arch", "a dtype", "an integer",
                                            "a boolean (true or false)"};
-
-typedef struct jsdpa_gen_parser_s {
-  const char* file;
-  yaml_document_t* doc;
-  jsdpa_gen_diags_t* diags;
-  bool failed;
-} jsdpa_gen_parser_t;
-
-static jsdpa_gen_loc_t mark_loc(const jsdpa_gen_parser_t* p, yaml_mark_t mark) {
-  return (jsdpa_gen_loc_t){p->file, (int)mark.line + 1, (int)mark.column + 1};
-}
-
-static jsdpa_gen_loc_t node_loc(const jsdpa_gen_parser_t* p, const yaml_node_t* node) {
-  return mark_loc(p, node->start_mark);
-}
-
-#define SPEC_ERROR(p, loc, ...)                                    \
-  do {                                                             \
-    jsdpa_gen_diag((p)->diags, JSDPA_GEN_ERROR, loc, __VA_ARGS__); \
-    (p)->failed = true;                                            \
-  } while (0)
-
-static const char* scalar(const yaml_node_t* node) {
-  return (const char*)node->data.scalar.value;
-}
-
-static bool is_plain(const yaml_node_t* node) {
-  return node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-}
-
-/* YAML's null: an empty plain scalar (`key:` with nothing after it), ~ or null. */
-static bool is_null(const yaml_node_t* node) {
-  if (node->type != YAML_SCALAR_NODE || !is_plain(node)) return false;
-  const char* s = scalar(node);
-  return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
-}
 
 static const char* node_kind_name(const yaml_node_t* node) {
   switch (node->type) {
@@ -139,7 +103,7 @@ static bool same_digits(const char* a, const char* b) {
   }
 }
 
-static void report_unknown(jsdpa_gen_parser_t* p, jsdpa_gen_kind_t kind, const yaml_node_t* node) {
+static void report_unknown(jsdpa_yaml_t* p, jsdpa_gen_kind_t kind, const yaml_node_t* node) {
   static const char* const what[] = {"family", "arch", "dtype"};
   const char* names[32];
   char storage[32][16];
@@ -154,38 +118,39 @@ static void report_unknown(jsdpa_gen_parser_t* p, jsdpa_gen_kind_t kind, const y
   const char* similar[32];
   size_t similar_count = 0;
   for (size_t i = 0; i < n; ++i)
-    if (kind != KIND_ARCH || same_digits(scalar(node), names[i]))
+    if (kind != KIND_ARCH || same_digits(jsdpa_yaml_scalar(node), names[i]))
       similar[similar_count++] = names[i];
-  const char* guess = closest(scalar(node), similar, similar_count);
+  const char* guess = closest(jsdpa_yaml_scalar(node), similar, similar_count);
   if (guess)
-    SPEC_ERROR(p, node_loc(p, node), "unknown %s '%s'; did you mean '%s'? (valid: %s)", what[kind],
-               scalar(node), guess, list);
+    JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, node), "unknown %s '%s'; did you mean '%s'? (valid: %s)",
+                     what[kind], jsdpa_yaml_scalar(node), guess, list);
   else
-    SPEC_ERROR(p, node_loc(p, node), "unknown %s '%s' (valid: %s)", what[kind], scalar(node), list);
+    JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, node), "unknown %s '%s' (valid: %s)", what[kind],
+                     jsdpa_yaml_scalar(node), list);
 }
 
-static void report_type(jsdpa_gen_parser_t* p, jsdpa_gen_kind_t kind, const char* key,
+static void report_type(jsdpa_yaml_t* p, jsdpa_gen_kind_t kind, const char* key,
                         const yaml_node_t* node, bool in_list) {
-  const char* quote = is_plain(node) ? "" : "a quoted string ";
+  const char* quote = jsdpa_yaml_is_plain(node) ? "" : "a quoted string ";
   if (in_list)
-    SPEC_ERROR(p, node_loc(p, node), "expected %s in the list '%s', got %s'%s'", kind_article[kind],
-               key, quote, scalar(node));
+    JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, node), "expected %s in the list '%s', got %s'%s'",
+                     kind_article[kind], key, quote, jsdpa_yaml_scalar(node));
   else
-    SPEC_ERROR(p, node_loc(p, node), "expected a list or %s for '%s', got %s'%s'",
-               kind_article[kind], key, quote, scalar(node));
+    JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, node), "expected a list or %s for '%s', got %s'%s'",
+                     kind_article[kind], key, quote, jsdpa_yaml_scalar(node));
 }
 
 /* Parses one scalar node as `kind`. `key` names the axis for messages;
  * `in_list` words them for an element of a list. */
-static bool parse_value(jsdpa_gen_parser_t* p, jsdpa_gen_kind_t kind, const char* key,
+static bool parse_value(jsdpa_yaml_t* p, jsdpa_gen_kind_t kind, const char* key,
                         const yaml_node_t* node, bool in_list, jsdpa_gen_value_t* out) {
-  out->loc = node_loc(p, node);
+  out->loc = jsdpa_yaml_loc(p, node);
   if (node->type != YAML_SCALAR_NODE) {
-    SPEC_ERROR(p, out->loc, "expected %s in the list '%s', got %s", kind_article[kind], key,
-               node_kind_name(node));
+    JSDPA_YAML_ERROR(p, out->loc, "expected %s in the list '%s', got %s", kind_article[kind], key,
+                     node_kind_name(node));
     return false;
   }
-  const char* s = scalar(node);
+  const char* s = jsdpa_yaml_scalar(node);
   switch (kind) {
     case KIND_FAMILY:
       if (jsdpa_gen_parse_family(s, &out->family)) return true;
@@ -200,14 +165,15 @@ static bool parse_value(jsdpa_gen_parser_t* p, jsdpa_gen_kind_t kind, const char
       /* Plain scalars only: "64" in quotes is a string in YAML, and silently
        * accepting it would hide a spec that means something else. */
       const char* digits = s + (*s == '+' || *s == '-');
-      if (!is_plain(node) || !*digits || strspn(digits, "0123456789") != strlen(digits)) {
+      if (!jsdpa_yaml_is_plain(node) || !*digits ||
+          strspn(digits, "0123456789") != strlen(digits)) {
         report_type(p, kind, key, node, in_list);
         return false;
       }
       errno = 0;
       long long v = strtoll(s, NULL, 10);
       if (errno == ERANGE || v < INT_MIN || v > INT_MAX) {
-        SPEC_ERROR(p, out->loc, "integer %s for '%s' is out of range", s, key);
+        JSDPA_YAML_ERROR(p, out->loc, "integer %s for '%s' is out of range", s, key);
         return false;
       }
       out->integer = (int)v;
@@ -215,7 +181,7 @@ static bool parse_value(jsdpa_gen_parser_t* p, jsdpa_gen_kind_t kind, const char
     }
     case KIND_BOOL: {
       static const char* const spellings[] = {"false", "False", "FALSE", "true", "True", "TRUE"};
-      for (int i = 0; i < 6 && is_plain(node); ++i)
+      for (int i = 0; i < 6 && jsdpa_yaml_is_plain(node); ++i)
         if (!strcmp(s, spellings[i])) {
           out->boolean = i >= 3;
           return true;
@@ -229,17 +195,18 @@ static bool parse_value(jsdpa_gen_parser_t* p, jsdpa_gen_kind_t kind, const char
 }
 
 /* A key's value: one scalar, or a non-empty list of scalars. */
-static void parse_axis(jsdpa_gen_parser_t* p, jsdpa_gen_kind_t kind, const char* key,
+static void parse_axis(jsdpa_yaml_t* p, jsdpa_gen_kind_t kind, const char* key,
                        const yaml_node_t* key_node, const yaml_node_t* value,
                        jsdpa_gen_axis_t* out) {
-  out->loc = node_loc(p, key_node);
-  if (is_null(value)) {
-    SPEC_ERROR(p, out->loc, "'%s' has no value: expected a list or %s", key, kind_article[kind]);
+  out->loc = jsdpa_yaml_loc(p, key_node);
+  if (jsdpa_yaml_is_null(value)) {
+    JSDPA_YAML_ERROR(p, out->loc, "'%s' has no value: expected a list or %s", key,
+                     kind_article[kind]);
     return;
   }
   if (value->type == YAML_MAPPING_NODE) {
-    SPEC_ERROR(p, node_loc(p, value), "expected a list or %s for '%s', got a mapping",
-               kind_article[kind], key);
+    JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, value), "expected a list or %s for '%s', got a mapping",
+                     kind_article[kind], key);
     return;
   }
   const yaml_node_item_t* first = NULL;
@@ -248,7 +215,8 @@ static void parse_axis(jsdpa_gen_parser_t* p, jsdpa_gen_kind_t kind, const char*
     first = value->data.sequence.items.start;
     count = (size_t)(value->data.sequence.items.top - first);
     if (count == 0) {
-      SPEC_ERROR(p, node_loc(p, value), "empty list for '%s': give at least one value", key);
+      JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, value), "empty list for '%s': give at least one value",
+                       key);
       return;
     }
   }
@@ -267,7 +235,8 @@ static void parse_axis(jsdpa_gen_parser_t* p, jsdpa_gen_kind_t kind, const char*
     for (size_t j = 0; j < i; ++j)
       if (!memcmp((const char*)&items[i] + at, (const char*)&items[j] + at,
                   sizeof(items[i]) - at)) {
-        SPEC_ERROR(p, items[i].loc, "duplicate value '%s' in '%s'", scalar(nodes[i]), key);
+        JSDPA_YAML_ERROR(p, items[i].loc, "duplicate value '%s' in '%s'",
+                         jsdpa_yaml_scalar(nodes[i]), key);
         jsdpa_gen_diag(p->diags, JSDPA_GEN_NOTE, items[j].loc, "first given here");
         break;
       }
@@ -320,7 +289,7 @@ static const jsdpa_gen_key_t root_keys[] = {
 /* Walks a mapping's pairs against `keys`: reports non-scalar, unknown and
  * duplicate keys, and returns for each key row the value node (or NULL) in
  * values[] and the key node in key_nodes[]. `what` names the mapping. */
-static void match_keys(jsdpa_gen_parser_t* p, const yaml_node_t* map, const char* what,
+static void match_keys(jsdpa_yaml_t* p, const yaml_node_t* map, const char* what,
                        const jsdpa_gen_key_t* keys, size_t key_count, const yaml_node_t** key_nodes,
                        const yaml_node_t** values) {
   for (size_t k = 0; k < key_count; ++k) key_nodes[k] = values[k] = NULL;
@@ -329,39 +298,40 @@ static void match_keys(jsdpa_gen_parser_t* p, const yaml_node_t* map, const char
     const yaml_node_t* key = yaml_document_get_node(p->doc, pair->key);
     const yaml_node_t* value = yaml_document_get_node(p->doc, pair->value);
     if (key->type != YAML_SCALAR_NODE) {
-      SPEC_ERROR(p, node_loc(p, key), "expected a key name in %s, got %s", what,
-                 node_kind_name(key));
+      JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, key), "expected a key name in %s, got %s", what,
+                       node_kind_name(key));
       continue;
     }
     size_t k = 0;
-    while (k < key_count && strcmp(keys[k].name, scalar(key)) != 0) ++k;
+    while (k < key_count && strcmp(keys[k].name, jsdpa_yaml_scalar(key)) != 0) ++k;
     if (k == key_count) {
       const char* names[16];
       for (size_t i = 0; i < key_count; ++i) names[i] = keys[i].name;
-      const char* guess = closest(scalar(key), names, key_count);
+      const char* guess = closest(jsdpa_yaml_scalar(key), names, key_count);
       bool tile_key = false;
       for (size_t i = 0; keys == entry_keys && i < COUNT(tile_keys); ++i)
-        tile_key |= !strcmp(scalar(key), tile_keys[i].name);
+        tile_key |= !strcmp(jsdpa_yaml_scalar(key), tile_keys[i].name);
       if (tile_key)
-        SPEC_ERROR(p, node_loc(p, key), "unknown key '%s' in %s; it belongs under 'tile:'",
-                   scalar(key), what);
+        JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, key),
+                         "unknown key '%s' in %s; it belongs under 'tile:'", jsdpa_yaml_scalar(key),
+                         what);
       else if (guess)
-        SPEC_ERROR(p, node_loc(p, key), "unknown key '%s' in %s; did you mean '%s'?", scalar(key),
-                   what, guess);
+        JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, key), "unknown key '%s' in %s; did you mean '%s'?",
+                         jsdpa_yaml_scalar(key), what, guess);
       else {
         char list[256] = "";
         for (size_t i = 0; i < key_count; ++i) {
           strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
           strncat(list, keys[i].name, sizeof(list) - strlen(list) - 1);
         }
-        SPEC_ERROR(p, node_loc(p, key), "unknown key '%s' in %s (valid keys: %s)", scalar(key),
-                   what, list);
+        JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, key), "unknown key '%s' in %s (valid keys: %s)",
+                         jsdpa_yaml_scalar(key), what, list);
       }
       continue;
     }
     if (key_nodes[k]) {
-      SPEC_ERROR(p, node_loc(p, key), "duplicate key '%s' in %s", keys[k].name, what);
-      jsdpa_gen_diag(p->diags, JSDPA_GEN_NOTE, node_loc(p, key_nodes[k]), "first given here");
+      JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, key), "duplicate key '%s' in %s", keys[k].name, what);
+      jsdpa_gen_diag(p->diags, JSDPA_GEN_NOTE, jsdpa_yaml_loc(p, key_nodes[k]), "first given here");
       continue;
     }
     key_nodes[k] = key;
@@ -369,15 +339,17 @@ static void match_keys(jsdpa_gen_parser_t* p, const yaml_node_t* map, const char
   }
   for (size_t k = 0; k < key_count; ++k)
     if (keys[k].required && !key_nodes[k])
-      SPEC_ERROR(p, node_loc(p, map), "%s is missing the required key '%s'", what, keys[k].name);
+      JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, map), "%s is missing the required key '%s'", what,
+                       keys[k].name);
 }
 
-static void parse_tile(jsdpa_gen_parser_t* p, const yaml_node_t* key, const yaml_node_t* value,
+static void parse_tile(jsdpa_yaml_t* p, const yaml_node_t* key, const yaml_node_t* value,
                        jsdpa_gen_spec_entry_t* entry) {
   if (value->type != YAML_MAPPING_NODE) {
-    SPEC_ERROR(p, is_null(value) ? node_loc(p, key) : node_loc(p, value),
-               "expected a mapping for 'tile' (keys block_m, block_n, warps, stages), got %s",
-               is_null(value) ? "no value" : node_kind_name(value));
+    JSDPA_YAML_ERROR(p,
+                     jsdpa_yaml_is_null(value) ? jsdpa_yaml_loc(p, key) : jsdpa_yaml_loc(p, value),
+                     "expected a mapping for 'tile' (keys block_m, block_n, warps, stages), got %s",
+                     jsdpa_yaml_is_null(value) ? "no value" : node_kind_name(value));
     return;
   }
   const yaml_node_t* key_nodes[COUNT(tile_keys)];
@@ -389,10 +361,9 @@ static void parse_tile(jsdpa_gen_parser_t* p, const yaml_node_t* key, const yaml
                  (jsdpa_gen_axis_t*)((char*)entry + tile_keys[k].offset));
 }
 
-static void parse_entry(jsdpa_gen_parser_t* p, const yaml_node_t* map,
-                        jsdpa_gen_spec_entry_t* entry) {
+static void parse_entry(jsdpa_yaml_t* p, const yaml_node_t* map, jsdpa_gen_spec_entry_t* entry) {
   memset(entry, 0, sizeof(*entry));
-  entry->loc = node_loc(p, map);
+  entry->loc = jsdpa_yaml_loc(p, map);
   int errors_before = jsdpa_gen_diags_error_count(p->diags);
   const yaml_node_t* key_nodes[COUNT(entry_keys)];
   const yaml_node_t* values[COUNT(entry_keys)];
@@ -408,12 +379,12 @@ static void parse_entry(jsdpa_gen_parser_t* p, const yaml_node_t* map,
   entry->incomplete = jsdpa_gen_diags_error_count(p->diags) > errors_before;
 }
 
-static void parse_root(jsdpa_gen_parser_t* p, const yaml_node_t* root, jsdpa_gen_spec_t* out) {
+static void parse_root(jsdpa_yaml_t* p, const yaml_node_t* root, jsdpa_gen_spec_t* out) {
   if (root->type != YAML_MAPPING_NODE) {
-    SPEC_ERROR(p, node_loc(p, root),
-               "expected a mapping with a 'kernels' list at the top level, "
-               "got %s",
-               is_null(root) ? "nothing" : node_kind_name(root));
+    JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, root),
+                     "expected a mapping with a 'kernels' list at the top level, "
+                     "got %s",
+                     jsdpa_yaml_is_null(root) ? "nothing" : node_kind_name(root));
     return;
   }
   const yaml_node_t* key_nodes[COUNT(root_keys)];
@@ -422,14 +393,16 @@ static void parse_root(jsdpa_gen_parser_t* p, const yaml_node_t* root, jsdpa_gen
   const yaml_node_t* list = values[0];
   if (!list) return;
   if (list->type != YAML_SEQUENCE_NODE) {
-    SPEC_ERROR(p, is_null(list) ? node_loc(p, key_nodes[0]) : node_loc(p, list),
-               "expected a list of kernel entries for 'kernels', got %s",
-               is_null(list) ? "no value" : node_kind_name(list));
+    JSDPA_YAML_ERROR(
+        p, jsdpa_yaml_is_null(list) ? jsdpa_yaml_loc(p, key_nodes[0]) : jsdpa_yaml_loc(p, list),
+        "expected a list of kernel entries for 'kernels', got %s",
+        jsdpa_yaml_is_null(list) ? "no value" : node_kind_name(list));
     return;
   }
   size_t count = (size_t)(list->data.sequence.items.top - list->data.sequence.items.start);
   if (count == 0) {
-    SPEC_ERROR(p, node_loc(p, list), "empty list for 'kernels': give at least one kernel entry");
+    JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, list),
+                     "empty list for 'kernels': give at least one kernel entry");
     return;
   }
   out->entries = calloc(count, sizeof(*out->entries));
@@ -437,8 +410,9 @@ static void parse_root(jsdpa_gen_parser_t* p, const yaml_node_t* root, jsdpa_gen
   for (size_t i = 0; i < count; ++i) {
     const yaml_node_t* item = yaml_document_get_node(p->doc, list->data.sequence.items.start[i]);
     if (item->type != YAML_MAPPING_NODE) {
-      SPEC_ERROR(p, node_loc(p, item), "expected a kernel entry (a mapping) in 'kernels', got %s",
-                 node_kind_name(item));
+      JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, item),
+                       "expected a kernel entry (a mapping) in 'kernels', got %s",
+                       node_kind_name(item));
       continue;
     }
     parse_entry(p, item, &out->entries[out->count++]);
@@ -447,77 +421,17 @@ static void parse_root(jsdpa_gen_parser_t* p, const yaml_node_t* root, jsdpa_gen
 
 /* ------------------------------------------------------------ entry point */
 
-/* libyaml reports reader errors (bad UTF-8, control characters) as a byte
- * offset, not a mark: turn it into line and column. */
-static jsdpa_gen_loc_t offset_loc(const char* file, const char* text, size_t length,
-                                  size_t offset) {
-  jsdpa_gen_loc_t loc = {file, 1, 1};
-  for (size_t i = 0; i < offset && i < length; ++i) {
-    if (text[i] == '\n') {
-      ++loc.line;
-      loc.col = 1;
-    } else if (((unsigned char)text[i] & 0xC0) != 0x80) {
-      ++loc.col;
-    }
-  }
-  return loc;
-}
-
-static void report_yaml_error(jsdpa_gen_parser_t* p, const yaml_parser_t* parser, const char* text,
-                              size_t length) {
-  const char* problem = parser->problem ? parser->problem : "unknown problem";
-  if (parser->error == YAML_READER_ERROR) {
-    SPEC_ERROR(p, offset_loc(p->file, text, length, parser->problem_offset), "invalid input: %s",
-               problem);
-  } else if (parser->error == YAML_SCANNER_ERROR || parser->error == YAML_PARSER_ERROR ||
-             parser->error == YAML_COMPOSER_ERROR) {
-    SPEC_ERROR(p, mark_loc(p, parser->problem_mark), "YAML syntax error: %s", problem);
-    if (parser->context)
-      jsdpa_gen_diag(p->diags, JSDPA_GEN_NOTE, mark_loc(p, parser->context_mark), "%s",
-                     parser->context);
-  } else {
-    SPEC_ERROR(p, ((jsdpa_gen_loc_t){p->file, 0, 0}), "could not read the spec: %s", problem);
-  }
+static void parse_spec_root(jsdpa_yaml_t* y, const yaml_node_t* root, void* out) {
+  parse_root(y, root, out);
 }
 
 bool jsdpa_gen_parse_spec(const char* file, const char* text, size_t length,
                           jsdpa_gen_diags_t* diags, jsdpa_gen_spec_t* out) {
   memset(out, 0, sizeof(*out));
   out->file = file;
-  jsdpa_gen_diags_add_source(diags, file, text, length);
-  jsdpa_gen_parser_t p = {file, NULL, diags, false};
-
-  yaml_parser_t parser;
-  if (!yaml_parser_initialize(&parser)) abort();
-  yaml_parser_set_input_string(&parser, (const unsigned char*)text, length);
-  yaml_document_t doc;
-  if (!yaml_parser_load(&parser, &doc)) {
-    report_yaml_error(&p, &parser, text, length);
-    yaml_parser_delete(&parser);
-    return false;
-  }
-  p.doc = &doc;
-  const yaml_node_t* root = yaml_document_get_root_node(&doc);
-  if (!root) {
-    SPEC_ERROR(&p, ((jsdpa_gen_loc_t){file, 1, 1}),
-               "the spec is empty: expected a mapping with a 'kernels' list");
-  } else {
-    parse_root(&p, root, out);
-    /* One document per file: a second one would be silently ignored otherwise. */
-    yaml_document_t next;
-    if (!yaml_parser_load(&parser, &next)) {
-      report_yaml_error(&p, &parser, text, length);
-    } else {
-      const yaml_node_t* extra = yaml_document_get_root_node(&next);
-      if (extra)
-        SPEC_ERROR(&p, mark_loc(&p, next.start_mark),
-                   "a spec is one YAML document; found a second one here");
-      yaml_document_delete(&next);
-    }
-  }
-  yaml_document_delete(&doc);
-  yaml_parser_delete(&parser);
-  return !p.failed;
+  static const jsdpa_yaml_kind_t kind = {
+      "a spec", "the spec", "the spec is empty: expected a mapping with a 'kernels' list"};
+  return jsdpa_yaml_parse(file, text, length, diags, &kind, parse_spec_root, out);
 }
 
 void jsdpa_gen_spec_free(jsdpa_gen_spec_t* spec) {

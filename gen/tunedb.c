@@ -17,9 +17,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <yaml.h>
 
 #include "jsdpa_tunedb.h"
+#include "yamldoc.h"
 
 /* ------------------------------------------------------------ buckets */
 
@@ -119,45 +119,10 @@ size_t jsdpa_tunedb_slug(const char* gpu_name, char* buf, size_t capacity) {
 
 /* ------------------------------------------------------------ parser */
 
-typedef struct parser_s {
-  const char* file;
-  yaml_document_t* doc;
-  jsdpa_gen_diags_t* diags;
-  bool failed;
-} parser_t;
-
-static jsdpa_gen_loc_t mark_loc(const parser_t* p, yaml_mark_t mark) {
-  return (jsdpa_gen_loc_t){p->file, (int)mark.line + 1, (int)mark.column + 1};
-}
-
-static jsdpa_gen_loc_t node_loc(const parser_t* p, const yaml_node_t* node) {
-  return mark_loc(p, node->start_mark);
-}
-
-#define DB_ERROR(p, loc, ...)                                      \
-  do {                                                             \
-    jsdpa_gen_diag((p)->diags, JSDPA_GEN_ERROR, loc, __VA_ARGS__); \
-    (p)->failed = true;                                            \
-  } while (0)
-
-static const char* scalar(const yaml_node_t* node) {
-  return (const char*)node->data.scalar.value;
-}
-
-static bool is_plain(const yaml_node_t* node) {
-  return node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-}
-
-static bool is_null(const yaml_node_t* node) {
-  if (node->type != YAML_SCALAR_NODE || !is_plain(node)) return false;
-  const char* s = scalar(node);
-  return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
-}
-
 static const char* describe(const yaml_node_t* node) {
   if (node->type == YAML_SEQUENCE_NODE) return "a list";
   if (node->type == YAML_MAPPING_NODE) return "a mapping";
-  return is_null(node) ? "no value" : "a scalar";
+  return jsdpa_yaml_is_null(node) ? "no value" : "a scalar";
 }
 
 /* How a key's value is read. */
@@ -182,32 +147,34 @@ typedef struct key_s {
 /* Walks a mapping's pairs against `keys`: reports non-scalar, unknown and
  * duplicate keys and missing required ones; values[k] is key k's value node
  * or NULL, key_nodes[k] its key node. */
-static void match_keys(parser_t* p, const yaml_node_t* map, const char* what, const db_key_t* keys,
-                       size_t count, const yaml_node_t** key_nodes, const yaml_node_t** values) {
+static void match_keys(jsdpa_yaml_t* p, const yaml_node_t* map, const char* what,
+                       const db_key_t* keys, size_t count, const yaml_node_t** key_nodes,
+                       const yaml_node_t** values) {
   for (size_t k = 0; k < count; ++k) key_nodes[k] = values[k] = NULL;
   for (const yaml_node_pair_t* pair = map->data.mapping.pairs.start;
        pair < map->data.mapping.pairs.top; ++pair) {
     const yaml_node_t* key = yaml_document_get_node(p->doc, pair->key);
     const yaml_node_t* value = yaml_document_get_node(p->doc, pair->value);
     if (key->type != YAML_SCALAR_NODE) {
-      DB_ERROR(p, node_loc(p, key), "expected a key name in %s, got %s", what, describe(key));
+      JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, key), "expected a key name in %s, got %s", what,
+                       describe(key));
       continue;
     }
     size_t k = 0;
-    while (k < count && strcmp(keys[k].name, scalar(key)) != 0) ++k;
+    while (k < count && strcmp(keys[k].name, jsdpa_yaml_scalar(key)) != 0) ++k;
     if (k == count) {
       char list[256] = "";
       for (size_t i = 0; i < count; ++i) {
         strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
         strncat(list, keys[i].name, sizeof(list) - strlen(list) - 1);
       }
-      DB_ERROR(p, node_loc(p, key), "unknown key '%s' in %s (valid keys: %s)", scalar(key), what,
-               list);
+      JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, key), "unknown key '%s' in %s (valid keys: %s)",
+                       jsdpa_yaml_scalar(key), what, list);
       continue;
     }
     if (key_nodes[k]) {
-      DB_ERROR(p, node_loc(p, key), "duplicate key '%s' in %s", keys[k].name, what);
-      jsdpa_gen_diag(p->diags, JSDPA_GEN_NOTE, node_loc(p, key_nodes[k]), "first given here");
+      JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, key), "duplicate key '%s' in %s", keys[k].name, what);
+      jsdpa_gen_diag(p->diags, JSDPA_GEN_NOTE, jsdpa_yaml_loc(p, key_nodes[k]), "first given here");
       continue;
     }
     key_nodes[k] = key;
@@ -215,85 +182,90 @@ static void match_keys(parser_t* p, const yaml_node_t* map, const char* what, co
   }
   for (size_t k = 0; k < count; ++k)
     if (keys[k].required && !key_nodes[k])
-      DB_ERROR(p, node_loc(p, map), "%s is missing the required key '%s'", what, keys[k].name);
+      JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, map), "%s is missing the required key '%s'", what,
+                       keys[k].name);
 }
 
 /* A scalar value of `key`; reports and returns NULL for anything else. */
-static const char* value_text(parser_t* p, const char* key, const yaml_node_t* key_node,
+static const char* value_text(jsdpa_yaml_t* p, const char* key, const yaml_node_t* key_node,
                               const yaml_node_t* node, const char* expected) {
-  if (node->type != YAML_SCALAR_NODE || is_null(node)) {
-    DB_ERROR(p, is_null(node) ? node_loc(p, key_node) : node_loc(p, node),
-             "expected %s for '%s', got %s", expected, key, describe(node));
+  if (node->type != YAML_SCALAR_NODE || jsdpa_yaml_is_null(node)) {
+    JSDPA_YAML_ERROR(
+        p, jsdpa_yaml_is_null(node) ? jsdpa_yaml_loc(p, key_node) : jsdpa_yaml_loc(p, node),
+        "expected %s for '%s', got %s", expected, key, describe(node));
     return NULL;
   }
-  return scalar(node);
+  return jsdpa_yaml_scalar(node);
 }
 
-static void copy_string(parser_t* p, const char* key, const yaml_node_t* key_node,
+static void copy_string(jsdpa_yaml_t* p, const char* key, const yaml_node_t* key_node,
                         const yaml_node_t* node, char* out, size_t capacity) {
   const char* s = value_text(p, key, key_node, node, "a string");
   if (!s) return;
   if (strlen(s) >= capacity) {
-    DB_ERROR(p, node_loc(p, node), "'%s' is longer than %zu characters", key, capacity - 1);
+    JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, node), "'%s' is longer than %zu characters", key,
+                     capacity - 1);
     return;
   }
   memcpy(out, s, strlen(s) + 1);
 }
 
 /* Plain digits only: "64" in quotes is a string in YAML. */
-static bool read_int(parser_t* p, const char* key, const yaml_node_t* key_node,
+static bool read_int(jsdpa_yaml_t* p, const char* key, const yaml_node_t* key_node,
                      const yaml_node_t* node, int lo, int* out) {
   const char* s = value_text(p, key, key_node, node, "an integer");
   if (!s) return false;
-  if (!is_plain(node) || !*s || strspn(s, "0123456789") != strlen(s)) {
-    DB_ERROR(p, node_loc(p, node), "expected an integer for '%s', got %s'%s'", key,
-             is_plain(node) ? "" : "a quoted string ", s);
+  if (!jsdpa_yaml_is_plain(node) || !*s || strspn(s, "0123456789") != strlen(s)) {
+    JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, node), "expected an integer for '%s', got %s'%s'", key,
+                     jsdpa_yaml_is_plain(node) ? "" : "a quoted string ", s);
     return false;
   }
   errno = 0;
   long long v = strtoll(s, NULL, 10);
   if (errno == ERANGE || v > INT_MAX || v < lo) {
-    DB_ERROR(p, node_loc(p, node), "integer %s for '%s' is out of range (%d..%d)", s, key, lo,
-             INT_MAX);
+    JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, node), "integer %s for '%s' is out of range (%d..%d)", s,
+                     key, lo, INT_MAX);
     return false;
   }
   *out = (int)v;
   return true;
 }
 
-static bool read_number(parser_t* p, const char* key, const yaml_node_t* key_node,
+static bool read_number(jsdpa_yaml_t* p, const char* key, const yaml_node_t* key_node,
                         const yaml_node_t* node, double* out) {
   const char* s = value_text(p, key, key_node, node, "a number");
   if (!s) return false;
   char* end = NULL;
   errno = 0;
-  double v = is_plain(node) ? strtod(s, &end) : NAN;
-  if (!is_plain(node) || end == s || *end || errno == ERANGE || !isfinite(v) || v < 0) {
-    DB_ERROR(p, node_loc(p, node), "expected a non-negative number (TFLOP/s) for '%s', got %s'%s'",
-             key, is_plain(node) ? "" : "a quoted string ", s);
+  double v = jsdpa_yaml_is_plain(node) ? strtod(s, &end) : NAN;
+  if (!jsdpa_yaml_is_plain(node) || end == s || *end || errno == ERANGE || !isfinite(v) || v < 0) {
+    JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, node),
+                     "expected a non-negative number (TFLOP/s) for '%s', got %s'%s'", key,
+                     jsdpa_yaml_is_plain(node) ? "" : "a quoted string ", s);
     return false;
   }
   *out = v;
   return true;
 }
 
-static bool read_bool(parser_t* p, const char* key, const yaml_node_t* key_node,
+static bool read_bool(jsdpa_yaml_t* p, const char* key, const yaml_node_t* key_node,
                       const yaml_node_t* node, bool* out) {
   const char* s = value_text(p, key, key_node, node, "a boolean (true or false)");
   if (!s) return false;
   static const char* const spellings[] = {"false", "False", "FALSE", "true", "True", "TRUE"};
-  for (int i = 0; i < 6 && is_plain(node); ++i)
+  for (int i = 0; i < 6 && jsdpa_yaml_is_plain(node); ++i)
     if (!strcmp(s, spellings[i])) {
       *out = i >= 3;
       return true;
     }
-  DB_ERROR(p, node_loc(p, node), "expected a boolean (true or false) for '%s', got %s'%s'", key,
-           is_plain(node) ? "" : "a quoted string ", s);
+  JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, node),
+                   "expected a boolean (true or false) for '%s', got %s'%s'", key,
+                   jsdpa_yaml_is_plain(node) ? "" : "a quoted string ", s);
   return false;
 }
 
 /* family / arch / dtype / bucket: a known name, or an error listing them. */
-static bool read_name(parser_t* p, kind_t kind, const char* key, const yaml_node_t* key_node,
+static bool read_name(jsdpa_yaml_t* p, kind_t kind, const char* key, const yaml_node_t* key_node,
                       const yaml_node_t* node, jsdpa_tunedb_entry_t* e) {
   const char* s = value_text(p, key, key_node, node, "a name");
   if (!s) return false;
@@ -328,7 +300,7 @@ static bool read_name(parser_t* p, kind_t kind, const char* key, const yaml_node
                  bucket_names[b]);
       break;
   }
-  DB_ERROR(p, node_loc(p, node), "unknown %s '%s' (valid: %s)", key, s, list);
+  JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, node), "unknown %s '%s' (valid: %s)", key, s, list);
   return false;
 }
 
@@ -394,12 +366,13 @@ static void describe_key(const jsdpa_tunedb_entry_t* e, char* buf, size_t capaci
            e->variant.causal ? "causal" : "non-causal", jsdpa_tune_bucket_name(e->bucket));
 }
 
-static bool parse_tile(parser_t* p, const yaml_node_t* key_node, const yaml_node_t* node,
+static bool parse_tile(jsdpa_yaml_t* p, const yaml_node_t* key_node, const yaml_node_t* node,
                        jsdpa_gen_tile_t* out) {
   if (node->type != YAML_MAPPING_NODE) {
-    DB_ERROR(p, is_null(node) ? node_loc(p, key_node) : node_loc(p, node),
-             "expected a mapping for 'tile' (keys block_m, block_n, warps, stages), got %s",
-             describe(node));
+    JSDPA_YAML_ERROR(
+        p, jsdpa_yaml_is_null(node) ? jsdpa_yaml_loc(p, key_node) : jsdpa_yaml_loc(p, node),
+        "expected a mapping for 'tile' (keys block_m, block_n, warps, stages), got %s",
+        describe(node));
     return false;
   }
   const yaml_node_t* key_nodes[COUNT(tile_keys)];
@@ -413,9 +386,9 @@ static bool parse_tile(parser_t* p, const yaml_node_t* key_node, const yaml_node
 }
 
 /* One element of `entries:`; returns whether it is complete and valid. */
-static bool parse_entry(parser_t* p, const yaml_node_t* map, jsdpa_tunedb_entry_t* e) {
+static bool parse_entry(jsdpa_yaml_t* p, const yaml_node_t* map, jsdpa_tunedb_entry_t* e) {
   memset(e, 0, sizeof(*e));
-  e->variant.loc = node_loc(p, map);
+  e->variant.loc = jsdpa_yaml_loc(p, map);
   e->default_tflops = -1;
   int before = jsdpa_gen_diags_error_count(p->diags);
   const yaml_node_t* key_nodes[COUNT(entry_keys)];
@@ -455,31 +428,32 @@ static bool parse_entry(parser_t* p, const yaml_node_t* map, jsdpa_tunedb_entry_
   key.tile = jsdpa_gen_default_tile(key.family, key.arch, key.dtype, key.head_dim, key.head_dim_v,
                                     key.causal);
   if (!jsdpa_gen_variant_check(&key, why, sizeof(why))) {
-    DB_ERROR(p, e->variant.loc, "entry is not a kernel the generator supports: %s", why);
+    JSDPA_YAML_ERROR(p, e->variant.loc, "entry is not a kernel the generator supports: %s", why);
     return false;
   }
   if (!jsdpa_gen_variant_check(&e->variant, why, sizeof(why))) {
     const jsdpa_gen_tile_t* t = &e->variant.tile;
-    DB_ERROR(p, node_loc(p, values[E_TILE]), "tile m%dn%dw%ds%d: %s", t->block_m, t->block_n,
-             t->warps, t->stages, why);
+    JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, values[E_TILE]), "tile m%dn%dw%ds%d: %s", t->block_m,
+                     t->block_n, t->warps, t->stages, why);
     return false;
   }
   return parsed;
 }
 
-static void parse_entries(parser_t* p, const yaml_node_t* key_node, const yaml_node_t* list,
+static void parse_entries(jsdpa_yaml_t* p, const yaml_node_t* key_node, const yaml_node_t* list,
                           jsdpa_tunedb_t* out) {
   if (list->type != YAML_SEQUENCE_NODE) {
-    DB_ERROR(p, is_null(list) ? node_loc(p, key_node) : node_loc(p, list),
-             "expected a list of entries for 'entries' ([] for none), got %s", describe(list));
+    JSDPA_YAML_ERROR(
+        p, jsdpa_yaml_is_null(list) ? jsdpa_yaml_loc(p, key_node) : jsdpa_yaml_loc(p, list),
+        "expected a list of entries for 'entries' ([] for none), got %s", describe(list));
     return;
   }
   for (const yaml_node_item_t* it = list->data.sequence.items.start;
        it < list->data.sequence.items.top; ++it) {
     const yaml_node_t* item = yaml_document_get_node(p->doc, *it);
     if (item->type != YAML_MAPPING_NODE) {
-      DB_ERROR(p, node_loc(p, item), "expected an entry (a mapping) in 'entries', got %s",
-               describe(item));
+      JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, item),
+                       "expected an entry (a mapping) in 'entries', got %s", describe(item));
       continue;
     }
     jsdpa_tunedb_entry_t e;
@@ -490,7 +464,7 @@ static void parse_entries(parser_t* p, const yaml_node_t* key_node, const yaml_n
     if (first) {
       char what[160];
       describe_key(&e, what, sizeof(what));
-      DB_ERROR(p, e.variant.loc, "duplicate entry for %s", what);
+      JSDPA_YAML_ERROR(p, e.variant.loc, "duplicate entry for %s", what);
       jsdpa_gen_diag(p->diags, JSDPA_GEN_NOTE, first->variant.loc, "first given here");
       continue;
     }
@@ -498,11 +472,12 @@ static void parse_entries(parser_t* p, const yaml_node_t* key_node, const yaml_n
   }
 }
 
-static void parse_root(parser_t* p, const yaml_node_t* root, jsdpa_tunedb_t* out) {
+static void parse_root(jsdpa_yaml_t* p, const yaml_node_t* root, jsdpa_tunedb_t* out) {
   if (root->type != YAML_MAPPING_NODE) {
-    DB_ERROR(p, node_loc(p, root),
-             "expected a mapping with 'format', 'gpu', ..., 'entries' at the top level, got %s",
-             describe(root));
+    JSDPA_YAML_ERROR(
+        p, jsdpa_yaml_loc(p, root),
+        "expected a mapping with 'format', 'gpu', ..., 'entries' at the top level, got %s",
+        describe(root));
     return;
   }
   const yaml_node_t* key_nodes[COUNT(root_keys)];
@@ -513,9 +488,9 @@ static void parse_root(parser_t* p, const yaml_node_t* root, jsdpa_tunedb_t* out
   if (values[R_FORMAT] &&
       read_int(p, "format", key_nodes[R_FORMAT], values[R_FORMAT], 0, &format) &&
       format != JSDPA_TUNEDB_FORMAT)
-    DB_ERROR(p, node_loc(p, values[R_FORMAT]),
-             "format %d is not supported (this version reads format %d)", format,
-             JSDPA_TUNEDB_FORMAT);
+    JSDPA_YAML_ERROR(p, jsdpa_yaml_loc(p, values[R_FORMAT]),
+                     "format %d is not supported (this version reads format %d)", format,
+                     JSDPA_TUNEDB_FORMAT);
   struct {
     int key;
     char* out;
@@ -534,79 +509,26 @@ static void parse_root(parser_t* p, const yaml_node_t* root, jsdpa_tunedb_t* out
                   values[strings[i].key], strings[i].out, strings[i].capacity);
   if (values[R_SM_COUNT])
     read_int(p, "sm_count", key_nodes[R_SM_COUNT], values[R_SM_COUNT], 1, &m->sm_count);
-  if (values[R_GPU]) m->gpu_loc = node_loc(p, values[R_GPU]);
-  if (values[R_SM_COUNT]) m->sm_count_loc = node_loc(p, values[R_SM_COUNT]);
-  if (values[R_GENERATOR]) m->generator_loc = node_loc(p, values[R_GENERATOR]);
+  if (values[R_GPU]) m->gpu_loc = jsdpa_yaml_loc(p, values[R_GPU]);
+  if (values[R_SM_COUNT]) m->sm_count_loc = jsdpa_yaml_loc(p, values[R_SM_COUNT]);
+  if (values[R_GENERATOR]) m->generator_loc = jsdpa_yaml_loc(p, values[R_GENERATOR]);
   if (values[R_ENTRIES]) parse_entries(p, key_nodes[R_ENTRIES], values[R_ENTRIES], out);
 }
 
-/* libyaml reports reader errors (bad UTF-8) as a byte offset: make it a line and column. */
-static jsdpa_gen_loc_t offset_loc(const char* file, const char* text, size_t length,
-                                  size_t offset) {
-  jsdpa_gen_loc_t loc = {file, 1, 1};
-  for (size_t i = 0; i < offset && i < length; ++i) {
-    if (text[i] == '\n') {
-      ++loc.line;
-      loc.col = 1;
-    } else if (((unsigned char)text[i] & 0xC0) != 0x80) {
-      ++loc.col;
-    }
-  }
-  return loc;
-}
-
-static void report_yaml_error(parser_t* p, const yaml_parser_t* parser, const char* text,
-                              size_t length) {
-  const char* problem = parser->problem ? parser->problem : "unknown problem";
-  if (parser->error == YAML_READER_ERROR) {
-    DB_ERROR(p, offset_loc(p->file, text, length, parser->problem_offset), "invalid input: %s",
-             problem);
-  } else if (parser->error == YAML_SCANNER_ERROR || parser->error == YAML_PARSER_ERROR ||
-             parser->error == YAML_COMPOSER_ERROR) {
-    DB_ERROR(p, mark_loc(p, parser->problem_mark), "YAML syntax error: %s", problem);
-    if (parser->context)
-      jsdpa_gen_diag(p->diags, JSDPA_GEN_NOTE, mark_loc(p, parser->context_mark), "%s",
-                     parser->context);
-  } else {
-    DB_ERROR(p, ((jsdpa_gen_loc_t){p->file, 0, 0}), "could not read the database: %s", problem);
-  }
+static void parse_db_root(jsdpa_yaml_t* y, const yaml_node_t* root, void* out) {
+  parse_root(y, root, out);
 }
 
 bool jsdpa_tunedb_parse(const char* file, const char* text, size_t length, jsdpa_gen_diags_t* diags,
                         jsdpa_tunedb_t* out) {
   memset(out, 0, sizeof(*out));
-  jsdpa_gen_diags_add_source(diags, file, text, length);
+  static const jsdpa_yaml_kind_t kind = {
+      "a tuning database", "the database",
+      "the tuning database is empty: expected 'format', 'gpu', ..., 'entries'"};
   jsdpa_gen_diags_hold(diags);
-  parser_t p = {file, NULL, diags, false};
-  yaml_parser_t parser;
-  if (!yaml_parser_initialize(&parser)) abort();
-  yaml_parser_set_input_string(&parser, (const unsigned char*)text, length);
-  yaml_document_t doc;
-  if (!yaml_parser_load(&parser, &doc)) {
-    report_yaml_error(&p, &parser, text, length);
-  } else {
-    p.doc = &doc;
-    const yaml_node_t* root = yaml_document_get_root_node(&doc);
-    if (!root) {
-      DB_ERROR(&p, ((jsdpa_gen_loc_t){file, 1, 1}),
-               "the tuning database is empty: expected 'format', 'gpu', ..., 'entries'");
-    } else {
-      parse_root(&p, root, out);
-      yaml_document_t next;
-      if (!yaml_parser_load(&parser, &next)) {
-        report_yaml_error(&p, &parser, text, length);
-      } else {
-        if (yaml_document_get_root_node(&next))
-          DB_ERROR(&p, mark_loc(&p, next.start_mark),
-                   "a tuning database is one YAML document; found a second one here");
-        yaml_document_delete(&next);
-      }
-    }
-    yaml_document_delete(&doc);
-  }
-  yaml_parser_delete(&parser);
+  bool ok = jsdpa_yaml_parse(file, text, length, diags, &kind, parse_db_root, out);
   jsdpa_gen_diags_release(diags);
-  return !p.failed;
+  return ok;
 }
 
 /* ------------------------------------------------------------ writer */
