@@ -56,24 +56,11 @@ typedef struct bench_s {
   int cells;
 } bench_t;
 
-typedef struct call_s {
-  jsdpa_context_t* ctx;
-  jsdpa_forward_options_t options;
-  const toolutil_batch_t* batch;
-} call_t;
-
-static jsdpa_status_t forward_call(void* arg, void* stream) {
-  call_t* c = arg;
-  c->options.stream = stream;
-  const toolutil_batch_t* t = c->batch;
-  return jsdpa_forward(c->ctx, &c->options, &t->q, &t->k, &t->v, &t->out, NULL);
-}
-
 /* Times one cell; prints its line and JSON entry. */
 static void run_cell(bench_t* b, const toolutil_batch_t* t, bool causal) {
   const args_t* a = b->a;
   const double flops = toolutil_flops(t->lengths, t->count, t->head_dim, t->heads, causal);
-  call_t call = {.ctx = b->ctx, .batch = t};
+  toolutil_call_t call = {.ctx = b->ctx, .batch = t};
   jsdpa_forward_options_initialize(&call.options);
   call.options.is_causal = causal;
   call.options.backend = a->backend;
@@ -85,7 +72,7 @@ static void run_cell(bench_t* b, const toolutil_batch_t* t, bool causal) {
   const char* backend = jsdpa_backend_name(sel.backend);
 
   double median = 0;
-  s = toolutil_time_median(&b->timer, forward_call, &call, a->warmup, a->reps, &median);
+  s = toolutil_time_median(&b->timer, toolutil_forward_call, &call, a->warmup, a->reps, &median);
   if (s) toolutil_die_status("forward", s);
   s = jsdpa_context_check_device_errors(b->ctx, (void*)b->timer.stream);
   if (s) toolutil_die_status("device errors", s);

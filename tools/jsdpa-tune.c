@@ -759,19 +759,6 @@ static void compile_all(sweep_t* s) {
 
 /* ------------------------------------------------------------ measuring */
 
-typedef struct call_s {
-  jsdpa_context_t* ctx;
-  jsdpa_forward_options_t options;
-  const toolutil_batch_t* batch;
-} call_t;
-
-static jsdpa_status_t forward_call(void* arg, void* stream) {
-  call_t* c = arg;
-  c->options.stream = stream;
-  const toolutil_batch_t* t = c->batch;
-  return jsdpa_forward(c->ctx, &c->options, &t->q, &t->k, &t->v, &t->out, NULL);
-}
-
 static bool fault_matches(const sweep_t* s, const jsdpa_gen_variant_t* v) {
   if (!s->a->inject_fault) return false;
   char name[160], tag[32];
@@ -830,7 +817,7 @@ static void measure(sweep_t* s, cell_t* c, int t) {
     toolutil_die_status("forcing a tile",
                         jsdpa_make_status(JSDPA_STATUS_OUT_OF_MEMORY, "out of host memory"));
   jsdpa_tuning_t* previous = jsdpa_tuning_swap(s->ctx, forced);
-  call_t call = {.ctx = s->ctx, .batch = c->batch};
+  toolutil_call_t call = {.ctx = s->ctx, .batch = c->batch};
   jsdpa_forward_options_initialize(&call.options);
   call.options.is_causal = g->key.causal;
   call.options.backend = JSDPA_BACKEND_FLASH;
@@ -838,7 +825,7 @@ static void measure(sweep_t* s, cell_t* c, int t) {
   /* Correctness first: on NaN-poisoned output, judged before any timing. */
   TOOLUTIL_CU(s->cu,
               cuMemsetD8Async(c->batch->buffers[3], 0xff, c->batch->out_bytes, s->timer.stream));
-  jsdpa_status_t st = forward_call(&call, (void*)s->timer.stream);
+  jsdpa_status_t st = toolutil_forward_call(&call, (void*)s->timer.stream);
   if (!st) st = jsdpa_context_check_device_errors(s->ctx, (void*)s->timer.stream);
   if (st) {
     r->status = ST_ERROR;
@@ -859,7 +846,8 @@ static void measure(sweep_t* s, cell_t* c, int t) {
                r->verdict.max_error, r->verdict.bound, (long long)r->verdict.nonfinite,
                fault ? " (--inject-fault)" : "");
     } else {
-      st = toolutil_time_median(&s->timer, forward_call, &call, a->warmup, a->reps, &r->ms);
+      st =
+          toolutil_time_median(&s->timer, toolutil_forward_call, &call, a->warmup, a->reps, &r->ms);
       if (st) {
         r->status = ST_ERROR;
         snprintf(r->note, sizeof(r->note), "%s", jsdpa_status_message(st));
@@ -1186,7 +1174,7 @@ static void verify(sweep_t* s, const char* path) {
   for (int i = 0; i < s->num_cells; ++i) {
     cell_t* c = &s->cells[i];
     c->verify_tflops = -1;
-    call_t call = {.ctx = s->ctx, .batch = c->batch};
+    toolutil_call_t call = {.ctx = s->ctx, .batch = c->batch};
     jsdpa_forward_options_initialize(&call.options);
     call.options.is_causal = c->group->key.causal;
     jsdpa_call_t vc;
@@ -1194,7 +1182,8 @@ static void verify(sweep_t* s, const char* path) {
                        &c->batch->out, NULL, &vc) == NULL)
       c->verify_tile = jsdpa_flash_variant(s->ctx, &vc, &c->verify_tuned).tile;
     double ms = 0;
-    st = toolutil_time_median(&s->timer, forward_call, &call, s->a->warmup, s->a->reps, &ms);
+    st = toolutil_time_median(&s->timer, toolutil_forward_call, &call, s->a->warmup, s->a->reps,
+                              &ms);
     if (st) {
       printf("verify: %s: %s\n", c->workload->name, jsdpa_status_message(st));
       jsdpa_status_free(st);

@@ -454,3 +454,10 @@ jsdpa_status_t toolutil_time_median(toolutil_timer_t* timer, toolutil_call_fn ca
   free(ms);
   return NULL;
 }
+
+jsdpa_status_t toolutil_forward_call(void* arg, void* stream) {
+  toolutil_call_t* c = arg;
+  c->options.stream = stream;
+  const toolutil_batch_t* t = c->batch;
+  return jsdpa_forward(c->ctx, &c->options, &t->q, &t->k, &t->v, &t->out, NULL);
+}

@@ -116,6 +116,15 @@ void toolutil_timer_destroy(toolutil_timer_t* timer);
 /* One timed unit of work, enqueued on `stream`. */
 typedef jsdpa_status_t (*toolutil_call_fn)(void* arg, void* stream);
 
+/* One jsdpa_forward over a batch, as a toolutil_call_fn (arg: a toolutil_call_t;
+ * the timer's stream replaces options.stream). */
+typedef struct toolutil_call_s {
+  jsdpa_context_t* ctx;
+  jsdpa_forward_options_t options;
+  const toolutil_batch_t* batch;
+} toolutil_call_t;
+jsdpa_status_t toolutil_forward_call(void* arg, void* stream);
+
 /* warmup + reps calls, each after an L2 flush with events around the call
  * alone; the median of the timed ones in ms. A failing call's status is
  * returned (then *out_median_ms is unset). */
