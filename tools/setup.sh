@@ -22,9 +22,19 @@ if ! command -v nvcc >/dev/null 2>&1 && [ ! -e /usr/local/cuda/include/cuda.h ];
   exit 1
 fi
 
-# Python tools for the package tests (numpy for jsdpa.numpy).
+# Python tools for the package tests (numpy for jsdpa.numpy): from PyPI when
+# this python3 has pip (a pyenv or venv Python), else Debian's python3-numpy
+# (a fresh Debian's system Python has no pip).
 PY=${PYTHON:-python3}
 if ! "$PY" -c "import numpy" >/dev/null 2>&1; then
-  echo "setup: installing numpy from PyPI"
-  "$PY" -m pip install -q numpy || "$PY" -m pip install -q --break-system-packages numpy
+  if "$PY" -m pip --version >/dev/null 2>&1; then
+    echo "setup: installing numpy from PyPI"
+    "$PY" -m pip install -q numpy || "$PY" -m pip install -q --break-system-packages numpy
+  else
+    echo "setup: installing Debian's python3-numpy"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-numpy >/dev/null
+  fi
 fi
