@@ -20,84 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "element.h"
 #include "internal.h"
-
-/* ------------------------------------------------------------ conversions */
-
-static float half_to_float(uint16_t h) {
-  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-  const uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
-  uint32_t bits;
-  if (exponent == 0x1f) {
-    bits = sign | 0x7f800000u | (mantissa << 13);
-  } else if (exponent == 0) {
-    float magnitude = ldexpf((float)mantissa, -24); /* subnormal (or zero): exact */
-    return sign ? -magnitude : magnitude;
-  } else {
-    bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
-  }
-  float f;
-  memcpy(&f, &bits, sizeof(f));
-  return f;
-}
-
-static float bf16_to_float(uint16_t h) {
-  uint32_t bits = (uint32_t)h << 16;
-  float f;
-  memcpy(&f, &bits, sizeof(f));
-  return f;
-}
-
-/*
- * Rounds a double to a small binary float (fp16: 5 exponent / 10 mantissa
- * bits; bf16: 8 / 7) with round-to-nearest-even, directly from the double so
- * that fp64 results are rounded once, not twice through float. Overflow goes
- * to infinity, underflow through the subnormals to zero.
- */
-static uint16_t round_to_small_float(double x, int exponent_bits, int mantissa_bits) {
-  const uint16_t sign = signbit(x) ? (uint16_t)(1u << (exponent_bits + mantissa_bits)) : 0;
-  const int max_field = (1 << exponent_bits) - 1;
-  const uint16_t inf = (uint16_t)(max_field << mantissa_bits);
-  if (isnan(x)) return (uint16_t)(sign | inf | (1u << (mantissa_bits - 1)));
-  const double a = fabs(x);
-  if (isinf(a)) return sign | inf;
-  if (a == 0) return sign;
-  const int bias = (1 << (exponent_bits - 1)) - 1;
-  int e;
-  const double f = frexp(a, &e); /* a = f * 2^e, f in [0.5, 1) */
-  e -= 1;                        /* a = (2f) * 2^e */
-  if (e < 1 - bias) {
-    /* Subnormal: an integer count of the smallest step. A count of
-     * 2^mantissa_bits is the smallest normal, whose encoding is that count. */
-    return (uint16_t)(sign | (uint16_t)nearbyint(ldexp(a, bias - 1 + mantissa_bits)));
-  }
-  double m = nearbyint(ldexp(2 * f - 1, mantissa_bits)); /* ties to even: the encoding's last bit */
-  if (m == ldexp(1, mantissa_bits)) {
-    m = 0;
-    e += 1;
-  }
-  if (e + bias >= max_field) return sign | inf;
-  return (uint16_t)(sign | (uint16_t)((e + bias) << mantissa_bits) | (uint16_t)m);
-}
-
-static double load(const void* base, jsdpa_dtype_t dtype, int64_t i) {
-  switch (dtype) {
-    case JSDPA_DTYPE_FP16: return half_to_float(((const uint16_t*)base)[i]);
-    case JSDPA_DTYPE_BF16: return bf16_to_float(((const uint16_t*)base)[i]);
-    case JSDPA_DTYPE_FP32: return ((const float*)base)[i];
-    case JSDPA_DTYPE_FP64: return ((const double*)base)[i];
-  }
-  return NAN;
-}
-
-static void store(void* base, jsdpa_dtype_t dtype, int64_t i, double x) {
-  switch (dtype) {
-    case JSDPA_DTYPE_FP16: ((uint16_t*)base)[i] = round_to_small_float(x, 5, 10); break;
-    case JSDPA_DTYPE_BF16: ((uint16_t*)base)[i] = round_to_small_float(x, 8, 7); break;
-    case JSDPA_DTYPE_FP32: ((float*)base)[i] = (float)x; break;
-    case JSDPA_DTYPE_FP64: ((double*)base)[i] = x; break;
-  }
-}
 
 /* ------------------------------------------------------------ the job */
 
@@ -162,9 +86,10 @@ static void visible_keys(const jsdpa_call_t* call, int64_t i, int64_t q_len, int
     for (int64_t j = 0; j < kv_len; ++j) {                                                      \
       const int64_t kb = (kv0 + j) * call->k.token_stride + g * call->k.head_stride;            \
       const int64_t vb = (kv0 + j) * call->v.token_stride + g * call->v.head_stride;            \
-      for (int64_t c = 0; c < d; ++c) keys[j * d + c] = (ACC)load(call->k.data, dtype, kb + c); \
+      for (int64_t c = 0; c < d; ++c)                                                           \
+        keys[j * d + c] = (ACC)jsdpa_element_load(call->k.data, dtype, kb + c);                 \
       for (int64_t c = 0; c < dv; ++c)                                                          \
-        values[j * dv + c] = (ACC)load(call->v.data, dtype, vb + c);                            \
+        values[j * dv + c] = (ACC)jsdpa_element_load(call->v.data, dtype, vb + c);              \
     }                                                                                           \
     const ACC scale = (ACC)call->scale;                                                         \
     const ACC softcap = (ACC)call->options.softcap;                                             \
@@ -174,12 +99,13 @@ static void visible_keys(const jsdpa_call_t* call, int64_t i, int64_t q_len, int
       int64_t lo, hi;                                                                           \
       visible_keys(call, i, q_len, kv_len, &lo, &hi);                                           \
       if (lo > hi) {                                                                            \
-        for (int64_t c = 0; c < dv; ++c) store(call->o.data, dtype, ob + c, 0.0);               \
+        for (int64_t c = 0; c < dv; ++c) jsdpa_element_store(call->o.data, dtype, ob + c, 0.0); \
         if (call->lse) call->lse[row * call->heads + h] = -INFINITY;                            \
         continue;                                                                               \
       }                                                                                         \
       const int64_t qb = row * call->q.token_stride + h * call->q.head_stride;                  \
-      for (int64_t c = 0; c < d; ++c) q_row[c] = (ACC)load(call->q.data, dtype, qb + c);        \
+      for (int64_t c = 0; c < d; ++c)                                                           \
+        q_row[c] = (ACC)jsdpa_element_load(call->q.data, dtype, qb + c);                        \
       ACC max = -INFINITY;                                                                      \
       for (int64_t j = lo; j <= hi; ++j) {                                                      \
         const ACC* key = keys + j * d;                                                          \
@@ -201,7 +127,7 @@ static void visible_keys(const jsdpa_call_t* call, int64_t i, int64_t q_len, int
         for (int64_t c = 0; c < dv; ++c) o_row[c] += p * value[c];                              \
       }                                                                                         \
       for (int64_t c = 0; c < dv; ++c)                                                          \
-        store(call->o.data, dtype, ob + c, (double)(o_row[c] / sum));                           \
+        jsdpa_element_store(call->o.data, dtype, ob + c, (double)(o_row[c] / sum));             \
       if (call->lse) call->lse[row * call->heads + h] = (float)(max + LOG(sum));                \
     }                                                                                           \
   }

@@ -18,17 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "element.h"
 #include "internal.h"
-
-static size_t dtype_size(jsdpa_dtype_t dtype) {
-  switch (dtype) {
-    case JSDPA_DTYPE_FP16:
-    case JSDPA_DTYPE_BF16: return 2;
-    case JSDPA_DTYPE_FP32: return 4;
-    case JSDPA_DTYPE_FP64: return 8;
-  }
-  return 0;
-}
 
 static bool index_type_valid(jsdpa_index_type_t type) {
   return type == JSDPA_INDEX_INT32 || type == JSDPA_INDEX_INT64;
@@ -45,7 +36,7 @@ typedef struct tensor_s {
 static jsdpa_status_t check_tensor(tensor_t* x) {
   jsdpa_jagged_t* t = &x->t;
   const char* n = x->name;
-  if (dtype_size(t->dtype) == 0)
+  if (jsdpa_dtype_size(t->dtype) == 0)
     return JSDPA_INVALID("%s.dtype (%d) is not a jsdpa_dtype_t", n, (int)t->dtype);
   if (t->heads < 1 || t->heads > JSDPA_MAX_HEADS)
     return JSDPA_INVALID("%s.heads (%" PRId64 ") must be in [1, %d]", n, t->heads, JSDPA_MAX_HEADS);
@@ -69,7 +60,7 @@ static jsdpa_status_t check_tensor(tensor_t* x) {
     return JSDPA_INVALID("%s.head_stride (%" PRId64 ") times %s.heads (%" PRId64
                          ") overflows int64",
                          n, t->head_stride, n, t->heads);
-  const size_t esize = dtype_size(t->dtype);
+  const size_t esize = jsdpa_dtype_size(t->dtype);
 
   /* The largest element index, (T-1)*ts + (H-1)*hs + (D-1), and its byte end
    * must not overflow (the kernels index with 64-bit element offsets). */

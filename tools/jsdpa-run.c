@@ -20,7 +20,9 @@
 #include <unistd.h>
 
 #include "cuda_dl.h"
+#include "element.h"
 #include "jsdpa.h"
+#include "toolutil.h"
 
 /* ------------------------------------------------------------ workloads */
 
@@ -222,71 +224,6 @@ static uint64_t rand_u64(void) {
   return rng_state * 0x2545F4914F6CDD1DULL;
 }
 
-/* Uniform on [-sqrt(3), sqrt(3)] (variance 1): cheap enough for the hundreds
- * of millions of inputs of a full workload. */
-static float rand_input(void) {
-  double u = (double)(rand_u64() >> 11) * 0x1.0p-53;
-  return (float)((2.0 * u - 1.0) * 1.7320508075688772);
-}
-
-static uint32_t float_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof(u));
-  return u;
-}
-
-static float bits_float(uint32_t u) {
-  float f;
-  memcpy(&f, &u, sizeof(f));
-  return f;
-}
-
-/* Round to nearest even; inputs here are finite and small. */
-static uint16_t to_bf16(float f) {
-  uint32_t u = float_bits(f);
-  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-static uint16_t to_fp16(float f) {
-  uint32_t u = float_bits(f), sign = (u >> 16) & 0x8000u;
-  float a = fabsf(f);
-  if (a < 0x1.0p-14f) return (uint16_t)(sign | (uint16_t)lrintf(a * 0x1.0p24f)); /* subnormal */
-  uint32_t m = float_bits(a);
-  m += 0xfffu + ((m >> 13) & 1u);
-  m -= 112u << 23; /* rebias 127 -> 15 */
-  return (uint16_t)(sign | (m >> 13));
-}
-
-static double from_half(uint16_t h, jsdpa_dtype_t dtype) {
-  if (dtype == JSDPA_DTYPE_BF16) return bits_float((uint32_t)h << 16);
-  uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 31u, m = h & 1023u;
-  if (e == 0) return (sign ? -1.0 : 1.0) * m * 0x1.0p-24;
-  if (e == 31) return m ? NAN : (sign ? -INFINITY : INFINITY);
-  return bits_float(sign | ((e + 112u) << 23) | (m << 13));
-}
-
-static size_t dtype_size(jsdpa_dtype_t dtype) {
-  return dtype == JSDPA_DTYPE_FP32 ? 4 : dtype == JSDPA_DTYPE_FP64 ? 8 : 2;
-}
-
-static double load(const void* data, jsdpa_dtype_t dtype, size_t i) {
-  switch (dtype) {
-    case JSDPA_DTYPE_FP32: return ((const float*)data)[i];
-    case JSDPA_DTYPE_FP64: return ((const double*)data)[i];
-    default: return from_half(((const uint16_t*)data)[i], dtype);
-  }
-}
-
-static void fill_random(void* data, jsdpa_dtype_t dtype, size_t count) {
-  for (size_t i = 0; i < count; ++i) {
-    float x = rand_input();
-    if (dtype == JSDPA_DTYPE_FP32)
-      ((float*)data)[i] = x;
-    else
-      ((uint16_t*)data)[i] = dtype == JSDPA_DTYPE_BF16 ? to_bf16(x) : to_fp16(x);
-  }
-}
-
 static void* xmalloc(size_t n) {
   void* p = malloc(n ? n : 1);
   if (!p) {
@@ -387,7 +324,7 @@ static bool check(jsdpa_context_t* ctx, const args_t* a, const int64_t* lens,
                   const int64_t* offsets, const void* q, const void* k, const void* v,
                   const int* seqs, int nseq, const void* const* result_rows) {
   const size_t row = (size_t)(a->heads * a->head_dim), kv_row = (size_t)(a->kv_heads * a->head_dim);
-  const size_t es = dtype_size(a->dtype);
+  const size_t es = jsdpa_dtype_size(a->dtype);
   int32_t* sub_off = xmalloc((size_t)(nseq + 1) * sizeof(int32_t));
   sub_off[0] = 0;
   for (int i = 0; i < nseq; ++i) sub_off[i + 1] = sub_off[i] + (int32_t)lens[seqs[i]];
@@ -405,10 +342,10 @@ static bool check(jsdpa_context_t* ctx, const args_t* a, const int64_t* lens,
     memcpy(sk + to * kv_row * es, (const uint8_t*)k + from * kv_row * es, n * kv_row * es);
     memcpy(sv + to * kv_row * es, (const uint8_t*)v + from * kv_row * es, n * kv_row * es);
   }
-  for (size_t i = 0; i < total * row; ++i) dq[i] = load(sq, a->dtype, i);
+  for (size_t i = 0; i < total * row; ++i) dq[i] = jsdpa_element_load(sq, a->dtype, i);
   for (size_t i = 0; i < total * kv_row; ++i) {
-    dk[i] = load(sk, a->dtype, i);
-    dv[i] = load(sv, a->dtype, i);
+    dk[i] = jsdpa_element_load(sk, a->dtype, i);
+    dv[i] = jsdpa_element_load(sv, a->dtype, i);
   }
   double* oracle = xmalloc(total * row * 8);
   uint8_t* same = xmalloc(total * row * es);
@@ -447,10 +384,10 @@ static bool check(jsdpa_context_t* ctx, const args_t* a, const int64_t* lens,
   for (int i = 0; i < nseq; ++i)
     for (size_t j = 0; j < (size_t)lens[seqs[i]] * row; ++j) {
       size_t at = (size_t)sub_off[i] * row + j;
-      double x = load(result_rows[i], a->dtype, j), ref = oracle[at];
+      double x = jsdpa_element_load(result_rows[i], a->dtype, j), ref = oracle[at];
       if (!isfinite(x)) ++nan;
       if (fabs(x - ref) > err) err = fabs(x - ref);
-      double y = load(same, a->dtype, at);
+      double y = jsdpa_element_load(same, a->dtype, at);
       if (fabs(y - ref) > same_err) same_err = fabs(y - ref);
     }
   const double floor = a->dtype == JSDPA_DTYPE_FP32   ? 0x1.0p-20
@@ -541,7 +478,7 @@ int main(int argc, char** argv) {
   }
   for (int64_t b = 0; b <= a.batch; ++b) offsets32[b] = (int32_t)offsets[b];
   const int64_t total = offsets[a.batch];
-  const size_t es = dtype_size(a.dtype);
+  const size_t es = jsdpa_dtype_size(a.dtype);
   const size_t q_count = (size_t)(total * a.heads * a.head_dim);
   const size_t kv_count = (size_t)(total * a.kv_heads * a.head_dim);
   printf(
@@ -556,9 +493,9 @@ int main(int argc, char** argv) {
   void* hk = xmalloc(kv_count * es);
   void* hv = xmalloc(kv_count * es);
   void* ho = xmalloc(q_count * es);
-  fill_random(hq, a.dtype, q_count);
-  fill_random(hk, a.dtype, kv_count);
-  fill_random(hv, a.dtype, kv_count);
+  toolutil_fill_random(hq, a.dtype, q_count, a.seed * 3 + 0);
+  toolutil_fill_random(hk, a.dtype, kv_count, a.seed * 3 + 1);
+  toolutil_fill_random(hv, a.dtype, kv_count, a.seed * 3 + 2);
   memset(ho, 0xff, q_count * es); /* NaN: unwritten output fails the check */
 
   void *q = hq, *k = hk, *v = hv, *o = ho;

@@ -8,32 +8,6 @@
 
 #include "toolutil.h"
 
-static double half_bits_to_double(uint16_t h, jsdpa_dtype_t dtype) {
-  if (dtype == JSDPA_DTYPE_BF16) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-  }
-  const uint32_t e = (h >> 10) & 31u, m = h & 1023u;
-  const double sign = (h & 0x8000u) ? -1.0 : 1.0;
-  if (e == 0) return sign * ldexp(m, -24);
-  if (e == 31) return m ? NAN : sign * INFINITY;
-  return sign * ldexp(1024 + m, (int)e - 25);
-}
-
-static double load(const void* data, jsdpa_dtype_t dtype, size_t i) {
-  switch (dtype) {
-    case JSDPA_DTYPE_FP32: return ((const float*)data)[i];
-    case JSDPA_DTYPE_FP64: return ((const double*)data)[i];
-    default: return half_bits_to_double(((const uint16_t*)data)[i], dtype);
-  }
-}
-
-static size_t dtype_bytes(jsdpa_dtype_t dtype) {
-  return dtype == JSDPA_DTYPE_FP32 ? 4 : dtype == JSDPA_DTYPE_FP64 ? 8 : 2;
-}
-
 /* Sequences within `budget` multiply-adds (L*L*d per checked head): the
  * shortest non-empty one, then the longest if it fits, then others at random. */
 static int pick_sequences(const toolutil_batch_t* t, int num_heads, double budget, uint64_t seed,
@@ -71,7 +45,7 @@ static int pick_sequences(const toolutil_batch_t* t, int num_heads, double budge
  * head), in the dtype and widened exactly to float64. */
 static void gather(const toolutil_oracle_t* o, const toolutil_batch_t* t, int which, void* small,
                    double* wide) {
-  const size_t es = dtype_bytes(t->dtype);
+  const size_t es = jsdpa_dtype_size(t->dtype);
   const int64_t heads = which == 0 ? t->heads : t->kv_heads;
   const int64_t group = t->heads / t->kv_heads;
   const uint8_t* src = t->host[which];
@@ -84,7 +58,7 @@ static void gather(const toolutil_oracle_t* o, const toolutil_batch_t* t, int wh
         const size_t from = (size_t)(((first + tok) * heads + head) * t->head_dim);
         memcpy((uint8_t*)small + at * es, src + from * es, (size_t)t->head_dim * es);
         for (int64_t d = 0; d < t->head_dim; ++d)
-          wide[at + (size_t)d] = load(small, t->dtype, at + (size_t)d);
+          wide[at + (size_t)d] = jsdpa_element_load(small, t->dtype, at + (size_t)d);
       }
   }
 }
@@ -111,7 +85,7 @@ void toolutil_oracle_create(toolutil_oracle_t* o, jsdpa_context_t* ctx, const to
   o->total = o->sub_offsets[o->num_seqs];
   if (o->total == 0) return;
 
-  const size_t es = dtype_bytes(t->dtype);
+  const size_t es = jsdpa_dtype_size(t->dtype);
   const size_t count = (size_t)(o->total * o->num_heads * t->head_dim);
   void* small[3];
   double* wide[3];
@@ -147,7 +121,7 @@ void toolutil_oracle_create(toolutil_oracle_t* o, jsdpa_context_t* ctx, const to
   s = jsdpa_forward(ctx, &fo, &q, &k, &v, &out, NULL);
   if (s) toolutil_die_status("same-precision reference (cpu backend, fp32 accumulation)", s);
   for (size_t i = 0; i < count; ++i) {
-    const double e = fabs(load(same, t->dtype, i) - o->reference[i]);
+    const double e = fabs(jsdpa_element_load(same, t->dtype, i) - o->reference[i]);
     if (e > o->same_error) o->same_error = e;
   }
   for (int i = 0; i < 3; ++i) {
@@ -160,7 +134,7 @@ void toolutil_oracle_create(toolutil_oracle_t* o, jsdpa_context_t* ctx, const to
 toolutil_verdict_t toolutil_oracle_judge(const toolutil_oracle_t* o, const toolutil_batch_t* t,
                                          const jsdpa_cuda_driver_t* cu, bool fault) {
   toolutil_verdict_t v = {.bound = 2 * o->same_error + o->floor};
-  const size_t es = dtype_bytes(t->dtype);
+  const size_t es = jsdpa_dtype_size(t->dtype);
   const size_t row = (size_t)(t->heads * t->head_dim);
   if (fault && o->num_seqs > 0) {
     /* 8.0 where the reference is a mean of values in [-2, 2): plainly wrong. */
@@ -184,9 +158,9 @@ toolutil_verdict_t toolutil_oracle_judge(const toolutil_oracle_t* o, const toolu
     for (int64_t tok = 0; tok < t->lengths[b]; ++tok)
       for (int h = 0; h < o->num_heads; ++h)
         for (int64_t d = 0; d < t->head_dim; ++d) {
-          const double x =
-              load(rows, t->dtype,
-                   (size_t)(tok * (int64_t)row) + (size_t)(o->heads[h] * t->head_dim + d));
+          const double x = jsdpa_element_load(
+              rows, t->dtype,
+              (size_t)(tok * (int64_t)row) + (size_t)(o->heads[h] * t->head_dim + d));
           const double ref =
               o->reference[((size_t)(o->sub_offsets[i] + tok) * (size_t)o->num_heads + (size_t)h) *
                                (size_t)t->head_dim +

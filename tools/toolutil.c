@@ -347,10 +347,6 @@ void toolutil_fill_random(void* data, jsdpa_dtype_t dtype, size_t count, uint64_
   for (size_t t = 0; t < started; ++t) pthread_join(ids[t], NULL);
 }
 
-static size_t dtype_bytes(jsdpa_dtype_t dtype) {
-  return dtype == JSDPA_DTYPE_FP32 ? 4 : 2;
-}
-
 void toolutil_batch_create(toolutil_batch_t* t, const jsdpa_cuda_driver_t* cu, uint64_t seed,
                            bool keep_host) {
   if (t->kv_heads <= 0) t->kv_heads = t->heads;
@@ -362,7 +358,7 @@ void toolutil_batch_create(toolutil_batch_t* t, const jsdpa_cuda_driver_t* cu, u
     offsets32[i + 1] = (int32_t)t->offsets[i + 1];
   }
   t->total = t->offsets[t->count];
-  const size_t es = dtype_bytes(t->dtype);
+  const size_t es = jsdpa_dtype_size(t->dtype);
   const size_t counts[3] = {(size_t)(t->total * t->heads * t->head_dim),
                             (size_t)(t->total * t->kv_heads * t->head_dim),
                             (size_t)(t->total * t->kv_heads * t->head_dim)};

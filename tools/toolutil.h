@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "cuda_dl.h"
+#include "element.h"
 #include "jsdpa.h"
 
 #define TOOLUTIL_MAX_WORKLOADS 16
