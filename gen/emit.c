@@ -1,9 +1,9 @@
 /* Variant -> CUDA source: a header comment, the generated config prelude (one
  * #define per specialization constant), then the embedded files verbatim:
- * jsdpa_abi.h, common.cuh and the family template. The result includes nothing,
- * so NVRTC compiles it as is, and it depends only on the variant and the
- * generator version: the runtime's JIT and jsdpa-gen produce the same bytes, and
- * the kernel cache can key on them. */
+ * jsdpa_abi.h, common.cuh, mma.cuh (tiled families) and the family template.
+ * The result includes nothing, so NVRTC compiles it as is, and it depends only
+ * on the variant and the generator version: the runtime's JIT and jsdpa-gen
+ * produce the same bytes, and the kernel cache can key on them. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,9 +105,13 @@ char* jsdpa_gen_emit_source(const jsdpa_gen_variant_t* v, size_t* out_length, ch
   text_printf(&t, "#define JSDPA_WARPS %d\n", v->tile.warps);
   text_printf(&t, "#define JSDPA_STAGES %d\n", v->tile.stages);
 
-  const char* const parts[] = {"jsdpa_abi.h", "common.cuh", template_name};
+  /* The tiled families (sm_80+) share the tensor-core primitives of mma.cuh;
+   * the math family also runs on sm_70, where they do not assemble. */
+  const bool tiled = v->family != JSDPA_GEN_FAMILY_MATH;
+  const char* const parts[] = {"jsdpa_abi.h", "common.cuh", tiled ? "mma.cuh" : NULL,
+                               template_name};
   for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); ++i)
-    if (!append_template(&t, parts[i])) {
+    if (parts[i] && !append_template(&t, parts[i])) {
       set_why(why, why_capacity, "templates/%s is not embedded in this build", parts[i]);
       free(t.data);
       return NULL;

@@ -8,8 +8,9 @@
  *
  * Instantiated by the generator with the config prelude (JSDPA_HEAD_DIM,
  * JSDPA_BLOCK_M/N, JSDPA_WARPS, JSDPA_STAGES, JSDPA_CAUSAL, the dtype) after
- * jsdpa_abi.h and common.cuh (element type, constants). NVRTC compiles it without any header: fp16/bf16 are raw 16-bit
- * words and every tensor-core, shared-memory and conversion step is inline PTX
+ * jsdpa_abi.h, common.cuh (element type, constants) and mma.cuh. NVRTC
+ * compiles it without any header: fp16/bf16 are raw 16-bit words and every
+ * tensor-core, shared-memory and conversion step is inline PTX from mma.cuh
  * (mma.sync m16n8k16 with fp32 accumulation, ldmatrix, cp.async, ex2.approx).
  *
  * Grid convention (backend_flash.c launches it so): a persistent grid of at
@@ -57,7 +58,7 @@
 
 namespace jsdpa_flash {
 
-typedef unsigned int u32;
+using namespace jsdpa_tc; /* mma.cuh: cp.async, ldmatrix, mma.sync, ex2 */
 typedef jsdpa_elem_t elem_t; /* common.cuh: fp16 / bf16 bits */
 
 constexpr int D = JSDPA_HEAD_DIM;
@@ -106,97 +107,6 @@ static_assert(WM * WARPS == BM && MT * 16 == WM && (MT == 1 || MT == 2),
               "flash: block_m must be 16 or 32 rows per warp");
 static_assert(BN % 16 == 0 && BN >= 16 && BN <= 256, "flash: block_n must be a multiple of 16");
 static_assert(STAGES >= 1 && STAGES <= 4, "flash: stages must be 1..4");
-
-/* ------------------------------------------------------------ PTX helpers */
-
-__device__ __forceinline__ u32 smem_u32(const void* ptr) {
-  u32 addr;
-  asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(addr) : "l"(ptr));
-  return addr;
-}
-
-/* 16 bytes global -> shared; bytes < 16 zero-fills the rest (0: all zeros, nothing read). */
-__device__ __forceinline__ void cp_async16(u32 dst, const void* src, int bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(u32 (&r)[4], u32 addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(u32 (&r)[4], u32 addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-/* c += a * b for one m16n8k16 tile (fp32 accumulate). */
-__device__ __forceinline__ void mma16816(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
-#if defined(JSDPA_DTYPE_BF16)
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#else
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#endif
-}
-
-/* Two floats -> one register of two 16-bit values, lo in the low half (round to nearest). */
-__device__ __forceinline__ u32 pack2(float lo, float hi) {
-  u32 r;
-#if defined(JSDPA_DTYPE_BF16)
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-#else
-  asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-#endif
-  return r;
-}
-
-__device__ __forceinline__ float exp2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-__device__ __forceinline__ float log2_approx(float x) {
-  float y;
-  asm("lg2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-__device__ __forceinline__ float rcp_approx(float x) {
-  float y;
-  asm("rcp.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-/* tanh from ex2: 1 - 2 / (1 + 2^(2x log2 e)); exact limits +-1 for large |x|. */
-__device__ __forceinline__ float tanh_ex2(float x) {
-  return 1.0f - 2.0f * rcp_approx(1.0f + exp2_approx(2.0f * JSDPA_LOG2E * x));
-}
-
-__device__ __forceinline__ void st_shared_u32(u32 addr, u32 v) {
-  asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(v));
-}
-__device__ __forceinline__ void ld_shared_v4(u32 addr, u32 (&v)[4]) {
-  asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void st_global_v4(void* ptr, const u32 (&v)[4]) {
-  asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"l"(ptr), "r"(v[0]), "r"(v[1]),
-               "r"(v[2]), "r"(v[3])
-               : "memory");
-}
 
 /* ------------------------------------------------------------ tile loads */
 
