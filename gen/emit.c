@@ -100,6 +100,8 @@ char* jsdpa_gen_emit_source(const jsdpa_gen_variant_t* v, size_t* out_length, ch
   text_printf(&t, "#define JSDPA_HEAD_DIM %d\n", v->head_dim);
   text_printf(&t, "#define JSDPA_HEAD_DIM_V %d\n", v->head_dim_v);
   text_printf(&t, "#define JSDPA_CAUSAL %d\n", v->causal ? 1 : 0);
+  /* Only when set: every other variant's source (and cache key) stays as it was. */
+  if (v->tf32) text_printf(&t, "#define JSDPA_TF32 1\n");
   text_printf(&t, "#define JSDPA_BLOCK_M %d\n", v->tile.block_m);
   text_printf(&t, "#define JSDPA_BLOCK_N %d\n", v->tile.block_n);
   text_printf(&t, "#define JSDPA_WARPS %d\n", v->tile.warps);

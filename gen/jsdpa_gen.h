@@ -69,6 +69,9 @@ typedef struct jsdpa_gen_variant_s {
   int head_dim;   /* q/k head dim, exact (templates pad internally and predicate the tail) */
   int head_dim_v; /* v / output head dim */
   bool causal;
+  /* fp32 only (efficient family): one TF32 tensor-core pass per product
+   * instead of the fp32-accurate three-pass split. The caller opts in. */
+  bool tf32;
   jsdpa_gen_tile_t tile; /* resolved: explicit from the spec or the family default */
   jsdpa_gen_loc_t loc;   /* the spec entry it came from (0s when built by the runtime) */
 } jsdpa_gen_variant_t;
@@ -139,7 +142,7 @@ typedef struct jsdpa_gen_axis_s {
 /* One element of `kernels:`, type-checked but not yet expanded or validated. */
 typedef struct jsdpa_gen_spec_entry_s {
   jsdpa_gen_loc_t loc; /* the entry's mapping */
-  jsdpa_gen_axis_t family, arch, dtype, head_dim, head_dim_v, causal;
+  jsdpa_gen_axis_t family, arch, dtype, head_dim, head_dim_v, causal, tf32;
   jsdpa_gen_axis_t block_m, block_n, warps, stages; /* under `tile:` */
   bool incomplete; /* a key or value had an error: validate what is there, emit nothing */
 } jsdpa_gen_spec_entry_t;
@@ -186,6 +189,9 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
                                         bool causal);
 
 /* Builds a variant with the default tile (what the runtime does per call). */
+/* Dynamic shared memory of a tiled variant's kernel (0 for the math family). */
+int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* variant);
+
 jsdpa_gen_variant_t jsdpa_gen_variant_make(jsdpa_gen_family_t family, jsdpa_gen_arch_t arch,
                                            jsdpa_gen_dtype_t dtype, int head_dim,
                                            int head_dim_v, bool causal);

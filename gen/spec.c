@@ -270,6 +270,7 @@ static const jsdpa_gen_key_t entry_keys[] = {
     {"head_dim", KIND_INT, AXIS(head_dim), true},
     {"head_dim_v", KIND_INT, AXIS(head_dim_v), false},
     {"causal", KIND_BOOL, AXIS(causal), false},
+    {"tf32", KIND_BOOL, AXIS(tf32), false},
     {"tile", KIND_INT, SIZE_MAX, false},
 };
 
@@ -437,8 +438,9 @@ bool jsdpa_gen_parse_spec(const char* file, const char* text, size_t length,
 void jsdpa_gen_spec_free(jsdpa_gen_spec_t* spec) {
   for (size_t i = 0; i < spec->count; ++i) {
     jsdpa_gen_spec_entry_t* e = &spec->entries[i];
-    jsdpa_gen_axis_t* axes[] = {&e->family, &e->arch,    &e->dtype,   &e->head_dim, &e->head_dim_v,
-                                &e->causal, &e->block_m, &e->block_n, &e->warps,    &e->stages};
+    jsdpa_gen_axis_t* axes[] = {&e->family,  &e->arch,  &e->dtype,   &e->head_dim,
+                                &e->head_dim_v, &e->causal, &e->tf32,  &e->block_m,
+                                &e->block_n, &e->warps, &e->stages};
     for (size_t a = 0; a < COUNT(axes); ++a) free(axes[a]->items);
   }
   free(spec->entries);

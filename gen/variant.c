@@ -86,6 +86,10 @@ typedef struct jsdpa_gen_family_limits_s {
   bool warps_is_block_m; /* a row kernel: one warp per query row, block_m rows per block */
 } jsdpa_gen_family_limits_t;
 
+/* The flash family's Hopper template (templates/flash_sm90.cu) is the tile
+ * with 12 warps: a producer and two consumer warpgroups, sm_90a only. */
+#define JSDPA_GEN_FLASH_SM90_WARPS 12
+
 /*                        template        fp16  bf16  fp32   head dim  dv free  sm
  *                        block_m              block_n         warps       stages */
 static const jsdpa_gen_family_limits_t family_limits[JSDPA_GEN_FAMILY_COUNT] = {
@@ -97,7 +101,7 @@ static const jsdpa_gen_family_limits_t family_limits[JSDPA_GEN_FAMILY_COUNT] = {
                                 80,
                                 {64, 128},
                                 {32, 64, 128},
-                                {4, 8},
+                                {4, 8, JSDPA_GEN_FLASH_SM90_WARPS},
                                 {1, 2, 3},
                                 false},
     [JSDPA_GEN_FAMILY_EFFICIENT] = {"efficient.cu",
@@ -142,9 +146,50 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
         return d <= 128 ? (jsdpa_gen_tile_t){128, 64, 4, 1} : (jsdpa_gen_tile_t){64, 32, 4, 1};
       }
       return d <= 128 ? (jsdpa_gen_tile_t){128, 64, 4, 2} : (jsdpa_gen_tile_t){64, 64, 4, 1};
-    case JSDPA_GEN_FAMILY_EFFICIENT: return (jsdpa_gen_tile_t){64, 64, 4, 1};
+    case JSDPA_GEN_FAMILY_EFFICIENT: {
+      /* The first tile whose shared memory leaves two blocks per SM (113 KiB
+       * of sm_80/90's 228; sm_86/89's 99 KiB allow one), from 64 keys double-
+       * buffered down to 32 rows of 2 warps, single-buffered. */
+      static const jsdpa_gen_tile_t order[] = {
+          {64, 64, 4, 2}, {64, 32, 4, 2}, {64, 64, 4, 1}, {64, 32, 4, 1}, {32, 32, 2, 1},
+      };
+      const int64_t budget = arch.sm == 86 || arch.sm == 89 ? 99 * 1024 : 113 * 1024;
+      const size_t count = sizeof(order) / sizeof(order[0]);
+      for (size_t i = 0; i < count; ++i) {
+        jsdpa_gen_variant_t v = {.family = family, .arch = arch, .dtype = dtype,
+                                 .head_dim = head_dim, .head_dim_v = head_dim_v, .tile = order[i]};
+        if (jsdpa_gen_smem_bytes(&v) <= budget) return order[i];
+      }
+      return order[count - 1];
+    }
     default: return (jsdpa_gen_tile_t){4, 1, 4, 1}; /* math: 4 rows (warps) per block */
   }
+}
+
+/* Mirrors the templates' SMEM_BYTES (flash.cu, efficient.cu): a Q tile and
+ * STAGES K and V tiles with rows padded to the mma step plus 16 bytes; the
+ * efficient family's V rows hold one output slice of at most 256 columns. */
+int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* v) {
+  const jsdpa_gen_tile_t* t = &v->tile;
+  /* flash_sm90.cu: 128-byte rows (head dim padded to 64) plus 1 KiB to align them. */
+  if (v->family == JSDPA_GEN_FAMILY_FLASH && t->warps == JSDPA_GEN_FLASH_SM90_WARPS) {
+    const int64_t row = (v->head_dim + 63) / 64 * 64 * 2;
+    return (t->block_m + 2 * (int64_t)t->stages * t->block_n) * row + 1024;
+  }
+  if (v->family == JSDPA_GEN_FAMILY_FLASH) {
+    const int64_t pitch = (v->head_dim + 15) / 16 * 16 + 8;
+    return (t->block_m + 2 * (int64_t)t->stages * t->block_n) * pitch * 2;
+  }
+  if (v->family != JSDPA_GEN_FAMILY_EFFICIENT) return 0;
+  const int64_t es = v->dtype == JSDPA_GEN_DTYPE_FP32 ? 4 : 2, ke = 32 / es;
+  const int64_t vq = es == 4 ? 8 : 16;
+  const int64_t dp = (v->head_dim + ke - 1) / ke * ke;
+  const int64_t dvq = (v->head_dim_v + vq - 1) / vq * vq;
+  const int64_t slices = (dvq + 255) / 256;
+  const int64_t dvs = ((dvq + slices - 1) / slices + vq - 1) / vq * vq;
+  const int64_t qrow = dp * es + 16, vrow = dvs * es + 16;
+  return t->block_m * (qrow > vrow ? qrow : vrow) +
+         (int64_t)t->stages * t->block_n * (qrow + vrow);
 }
 
 jsdpa_gen_variant_t jsdpa_gen_variant_make(jsdpa_gen_family_t family, jsdpa_gen_arch_t arch,
@@ -164,13 +209,15 @@ jsdpa_gen_variant_t jsdpa_gen_variant_make(jsdpa_gen_family_t family, jsdpa_gen_
 
 const char* jsdpa_gen_template_name(const jsdpa_gen_variant_t* variant) {
   if ((unsigned)variant->family >= JSDPA_GEN_FAMILY_COUNT) return NULL;
+  if (variant->family == JSDPA_GEN_FAMILY_FLASH && variant->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS)
+    return "flash_sm90.cu";
   return family_limits[variant->family].template_name;
 }
 
 size_t jsdpa_gen_kernel_name(const jsdpa_gen_variant_t* v, char* buf, size_t capacity) {
-  int n = snprintf(buf, capacity, "jsdpa_%s_sm%d%s_%s_d%d_dv%d_%s_m%dn%dw%ds%d",
+  int n = snprintf(buf, capacity, "jsdpa_%s_sm%d%s_%s%s_d%d_dv%d_%s_m%dn%dw%ds%d",
                    jsdpa_gen_family_name(v->family), v->arch.sm, v->arch.arch_specific ? "a" : "",
-                   jsdpa_gen_dtype_name(v->dtype), v->head_dim, v->head_dim_v,
+                   jsdpa_gen_dtype_name(v->dtype), v->tf32 ? "_tf32" : "", v->head_dim, v->head_dim_v,
                    v->causal ? "causal" : "full", v->tile.block_m, v->tile.block_n, v->tile.warps,
                    v->tile.stages);
   return n < 0 ? 0 : (size_t)n;
@@ -187,6 +234,7 @@ typedef enum jsdpa_gen_field_e {
   FIELD_HEAD_DIM,
   FIELD_HEAD_DIM_V,
   FIELD_CAUSAL,
+  FIELD_TF32,
   FIELD_BLOCK_M,
   FIELD_BLOCK_N,
   FIELD_WARPS,
@@ -229,9 +277,10 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
   }
   const jsdpa_gen_family_limits_t* lim = &family_limits[v->family];
   const char* fam = family_names[v->family];
-  if (!jsdpa_gen_template(lim->template_name, NULL))
+  const char* template_name = jsdpa_gen_template_name(v);
+  if (!jsdpa_gen_template(template_name, NULL))
     PROBLEM(FIELD_FAMILY, "family '%s' has no kernel template in this version (templates/%s)", fam,
-            lim->template_name);
+            template_name);
   char arch[16];
   if (v->arch.sm < lim->min_sm)
     PROBLEM(FIELD_ARCH, "family '%s' needs sm_%d or newer, got %s", fam, lim->min_sm,
@@ -259,6 +308,11 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
     PROBLEM(FIELD_HEAD_DIM_V,
             "family '%s' needs head_dim_v == head_dim; head_dim_v %d != head_dim %d", fam,
             v->head_dim_v, v->head_dim);
+  if (v->tf32 && (v->family != JSDPA_GEN_FAMILY_EFFICIENT || v->dtype != JSDPA_GEN_DTYPE_FP32))
+    PROBLEM(FIELD_TF32,
+            "tf32 applies to fp32 inputs of the 'efficient' family only (got family '%s', dtype "
+            "'%s')",
+            fam, jsdpa_gen_dtype_name(v->dtype));
   const struct {
     jsdpa_gen_field_t field;
     const char* name;
@@ -286,16 +340,28 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
     PROBLEM(FIELD_WARPS,
             "family '%s' runs one warp per row: tile warps (%d) must equal block_m (%d)", fam,
             v->tile.warps, v->tile.block_m);
-  /* The flash template splits a tile's query rows evenly over its warps and
+  /* The tiled templates split a tile's query rows evenly over its warps and
    * each warp runs one or two 16-row mma blocks (templates/flash.cu). */
   const int rows_per_warp = v->tile.warps > 0 ? v->tile.block_m / v->tile.warps : 0;
-  if (v->family == JSDPA_GEN_FAMILY_FLASH && allowed(lim->block_m, v->tile.block_m) &&
+  /* The Hopper template: 64 query rows per consumer warpgroup, wgmma n = block_n. */
+  const bool sm90 = v->family == JSDPA_GEN_FAMILY_FLASH && v->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS;
+  if (sm90 && (v->arch.sm != 90 || !v->arch.arch_specific))
+    PROBLEM(FIELD_ARCH, "flash tiles of %d warps (the wgmma template) need sm_90a, got %s",
+            JSDPA_GEN_FLASH_SM90_WARPS, jsdpa_gen_arch_name(v->arch, arch, sizeof(arch)));
+  if (sm90 && allowed(lim->block_m, v->tile.block_m) && v->tile.block_m != 128)
+    PROBLEM(FIELD_BLOCK_M, "flash tiles of %d warps (the wgmma template) need block_m 128, got %d",
+            JSDPA_GEN_FLASH_SM90_WARPS, v->tile.block_m);
+  if (sm90 && allowed(lim->block_n, v->tile.block_n) && v->tile.block_n != 64 &&
+      v->tile.block_n != 128)
+    PROBLEM(FIELD_BLOCK_N,
+            "flash tiles of %d warps (the wgmma template) need block_n 64 or 128, got %d",
+            JSDPA_GEN_FLASH_SM90_WARPS, v->tile.block_n);
+  if (!sm90 && v->family != JSDPA_GEN_FAMILY_MATH && allowed(lim->block_m, v->tile.block_m) &&
       allowed(lim->warps, v->tile.warps) &&
       (v->tile.block_m % v->tile.warps != 0 || (rows_per_warp != 16 && rows_per_warp != 32)))
     PROBLEM(FIELD_WARPS,
-            "family 'flash' gives each warp 16 or 32 query rows: block_m %d over %d warps does "
-            "not",
-            v->tile.block_m, v->tile.warps);
+            "family '%s' gives each warp 16 or 32 query rows: block_m %d over %d warps does not",
+            fam, v->tile.block_m, v->tile.warps);
 #undef PROBLEM
   return n;
 }
@@ -336,6 +402,7 @@ static bool same_kernel(const jsdpa_gen_variant_t* a, const jsdpa_gen_variant_t*
   return a->family == b->family && a->arch.sm == b->arch.sm &&
          a->arch.arch_specific == b->arch.arch_specific && a->dtype == b->dtype &&
          a->head_dim == b->head_dim && a->head_dim_v == b->head_dim_v && a->causal == b->causal &&
+         a->tf32 == b->tf32 &&
          a->tile.block_m == b->tile.block_m && a->tile.block_n == b->tile.block_n &&
          a->tile.warps == b->tile.warps && a->tile.stages == b->tile.stages;
 }
@@ -370,6 +437,7 @@ static bool expand_entry(const jsdpa_gen_spec_entry_t* e, jsdpa_gen_diags_t* dia
       [FIELD_FAMILY] = &e->family,         [FIELD_ARCH] = &e->arch,
       [FIELD_DTYPE] = &e->dtype,           [FIELD_HEAD_DIM] = &e->head_dim,
       [FIELD_HEAD_DIM_V] = &e->head_dim_v, [FIELD_CAUSAL] = &e->causal,
+      [FIELD_TF32] = &e->tf32,
       [FIELD_BLOCK_M] = &e->block_m,       [FIELD_BLOCK_N] = &e->block_n,
       [FIELD_WARPS] = &e->warps,           [FIELD_STAGES] = &e->stages,
   };
@@ -390,6 +458,7 @@ static bool expand_entry(const jsdpa_gen_spec_entry_t* e, jsdpa_gen_diags_t* dia
         .dtype = VALUE(FIELD_DTYPE).dtype,
         .head_dim = VALUE(FIELD_HEAD_DIM).integer,
         .causal = HAS(FIELD_CAUSAL) && VALUE(FIELD_CAUSAL).boolean,
+        .tf32 = HAS(FIELD_TF32) && VALUE(FIELD_TF32).boolean,
         .loc = e->loc,
     };
     v.head_dim_v = HAS(FIELD_HEAD_DIM_V) ? VALUE(FIELD_HEAD_DIM_V).integer : v.head_dim;

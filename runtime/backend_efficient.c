@@ -1,22 +1,129 @@
-/* The efficient backend (fp32, large or unequal head dims) arrives with its
- * kernel family in a later issue; until then it takes part in selection with
- * the GPU checks every backend shares and an honest rejection. */
+/* The efficient backend: the generated tiled kernel for what flash does not
+ * take (templates/efficient.cu): fp32 inputs (fp32-accurate 3xTF32 tensor-core
+ * products, or one TF32 pass when the caller sets JSDPA_PRECISION_TF32), head
+ * dims up to 1024, and a value head dim different from the query/key one (cut
+ * into output slices of at most 256 columns). Backend choice asks it after
+ * flash, so math runs only what neither can (misaligned rows, scale <= 0, an
+ * arch before sm_80, fp64).
+ *
+ * Launch: the persistent grid of the flash backend (backend_tiled.c); a unit
+ * is (output slice, work item, head), so units = work items x heads x slices. */
+#include <stdint.h>
 #include <stdio.h>
 
 #include "internal.h"
+#include "tuning.h"
+
+/* Output slices of the template (efficient.cu's SLICES). */
+static int64_t slices_of(const jsdpa_gen_variant_t* v) {
+  const int64_t vq = v->dtype == JSDPA_GEN_DTYPE_FP32 ? 8 : 16;
+  return ((v->head_dim_v + vq - 1) / vq * vq + 255) / 256;
+}
+
+static jsdpa_gen_variant_t efficient_variant(const jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                                             bool* out_tuned) {
+  jsdpa_gen_variant_t v = jsdpa_gen_variant_make(
+      JSDPA_GEN_FAMILY_EFFICIENT, ctx->arch, jsdpa_gen_dtype_of(call->q.dtype), (int)call->head_dim,
+      (int)call->head_dim_v, call->options.is_causal);
+  v.tf32 = call->q.dtype == JSDPA_DTYPE_FP32 && call->options.precision == JSDPA_PRECISION_TF32;
+  if (out_tuned) *out_tuned = false;
+  jsdpa_tuning_choice_t choice;
+  if (!jsdpa_tuning_lookup(ctx->tuning, &v, call->total_q, call->batch, &choice)) return v;
+  jsdpa_gen_variant_t tuned = v;
+  tuned.tile = choice.tile;
+  char why[JSDPA_REASON_CAPACITY];
+  if (!jsdpa_gen_variant_check(&tuned, why, sizeof(why)) ||
+      jsdpa_gen_smem_bytes(&tuned) > ctx->max_smem_optin) {
+    jsdpa_log(ctx, 1, "efficient: tuned tile m%dn%dw%ds%d does not fit (%s): default tile",
+              tuned.tile.block_m, tuned.tile.block_n, tuned.tile.warps, tuned.tile.stages,
+              why[0] ? why : "shared memory");
+    return v;
+  }
+  if (out_tuned) *out_tuned = true;
+  return tuned;
+}
 
 static bool efficient_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
                               size_t capacity) {
   if (!jsdpa_gpu_common_can_run(ctx, call, why, capacity)) return false;
-  snprintf(why, capacity, "the efficient kernel family is not implemented yet");
-  return false;
+  if (call->q.dtype != JSDPA_DTYPE_FP16 && call->q.dtype != JSDPA_DTYPE_BF16 &&
+      call->q.dtype != JSDPA_DTYPE_FP32) {
+    snprintf(why, capacity, "dtype %s: efficient runs fp16, bf16 and fp32",
+             jsdpa_dtype_name(call->q.dtype));
+    return false;
+  }
+  if (ctx->arch.sm < 80) {
+    snprintf(why, capacity,
+             "efficient needs sm_80 or newer (mma.sync tf32/bf16, cp.async); this GPU is sm_%d",
+             ctx->arch.sm);
+    return false;
+  }
+  if (call->head_dim > 1024 || call->head_dim_v > 1024) {
+    snprintf(why, capacity, "head_dim %lld / head_dim_v %lld: efficient takes up to 1024",
+             (long long)call->head_dim, (long long)call->head_dim_v);
+    return false;
+  }
+  /* The online softmax takes the running maximum of the unscaled scores,
+   * which is the maximum of the scaled ones only for a positive scale. */
+  if (!(call->scale > 0)) {
+    snprintf(why, capacity,
+             "scale %g is not positive (efficient's online softmax needs scale > 0)", call->scale);
+    return false;
+  }
+  const jsdpa_jagged_t* tensors[] = {&call->q, &call->k, &call->v, &call->o};
+  const char* names[] = {"q", "k", "v", "out"};
+  for (int i = 0; i < 4; ++i)
+    if (!jsdpa_tiled_rows_aligned("efficient", names[i], tensors[i], why, capacity)) return false;
+  jsdpa_gen_variant_t variant = efficient_variant(ctx, call, NULL);
+  if (!jsdpa_gen_variant_check(&variant, why, capacity)) return false;
+  const int64_t smem = jsdpa_gen_smem_bytes(&variant);
+  if (smem > ctx->max_smem_optin) {
+    snprintf(why, capacity,
+             "the efficient tile m%dn%d (stages %d, head dims %lld/%lld) needs %lld bytes of "
+             "shared memory; this GPU allows %d per block",
+             variant.tile.block_m, variant.tile.block_n, variant.tile.stages,
+             (long long)call->head_dim, (long long)call->head_dim_v, (long long)smem,
+             ctx->max_smem_optin);
+    return false;
+  }
+  /* Units (slice, query tile, head) are counted in int32 on the device. */
+  const int64_t units =
+      (call->total_q / variant.tile.block_m + call->batch) * call->heads * slices_of(&variant);
+  if (units > INT32_MAX) {
+    snprintf(why, capacity,
+             "q has %lld tokens in %lld sequences x %lld heads: %lld efficient work units exceed "
+             "int32",
+             (long long)call->total_q, (long long)call->batch, (long long)call->heads,
+             (long long)units);
+    return false;
+  }
+  return true;
 }
 
 static jsdpa_status_t efficient_run(jsdpa_context_t* ctx, const jsdpa_call_t* call) {
-  (void)ctx;
-  (void)call;
-  return jsdpa_make_status(JSDPA_STATUS_UNSUPPORTED,
-                           "the efficient kernel family is not implemented yet");
+  bool tuned = false;
+  jsdpa_gen_variant_t variant = efficient_variant(ctx, call, &tuned);
+  jsdpa_log(ctx, 1, "efficient: tile m%dn%dw%ds%d (%s), %lld output slice(s)%s",
+            variant.tile.block_m, variant.tile.block_n, variant.tile.warps, variant.tile.stages,
+            tuned ? "tuned" : "family default", (long long)slices_of(&variant),
+            variant.tf32 ? ", TF32 (opted in)" : "");
+  const jsdpa_kernel_t* kernel = NULL;
+  JSDPA_RETURN_IF_ERROR(jsdpa_jit_get(ctx, &variant, &kernel));
+
+  jsdpa_params_t params;
+  jsdpa_params_from_call(call, &params);
+  JSDPA_RETURN_IF_ERROR(jsdpa_context_push(ctx));
+  jsdpa_workspace_t ws;
+  jsdpa_status_t status =
+      jsdpa_prepare_jagged(ctx, call, kernel->block_m, kernel->block_n, &ws, &params);
+  if (!status) {
+    if (call->total_q > 0 && call->heads > 0)
+      status = jsdpa_tiled_launch(ctx, call, kernel, &params,
+                                  (int64_t)params.max_work * call->heads * slices_of(&variant));
+    jsdpa_workspace_release(ctx, call, &ws);
+  }
+  jsdpa_context_pop(ctx);
+  return status;
 }
 
 const jsdpa_backend_impl_t jsdpa_backend_efficient = {

@@ -191,6 +191,16 @@ void jsdpa_workspace_release(jsdpa_context_t* ctx, const jsdpa_call_t* call,
 /* Fills the tensor fields of params from the call (pointers, strides, sizes, scale). */
 void jsdpa_params_from_call(const jsdpa_call_t* call, jsdpa_params_t* params);
 
+/* backend_tiled.c, shared by the tiled backends (flash, efficient). Rows the
+ * kernels copy in 16-byte chunks must start 16-byte aligned: false with the
+ * reason (naming `family` and the tensor `name`) otherwise. */
+bool jsdpa_tiled_rows_aligned(const char* family, const char* name, const jsdpa_jagged_t* t,
+                              char* why, size_t capacity);
+/* Launches a persistent tiled kernel: min(resident blocks x SMs, units) blocks,
+ * each fetching units from the prep kernel's schedule until none is left. */
+JSDPA_MUST_USE jsdpa_status_t jsdpa_tiled_launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                                                 const jsdpa_kernel_t* kernel,
+                                                 jsdpa_params_t* params, int64_t units);
 /* Maps the API dtype to the generator's. */
 jsdpa_gen_dtype_t jsdpa_gen_dtype_of(jsdpa_dtype_t dtype);
 

@@ -343,12 +343,12 @@ static char* format_list(const kernel_t* kernels, size_t count, size_t* out_size
     const jsdpa_gen_variant_t* v = kernels[i].variant;
     char arch[16];
     fprintf(f,
-            "%s family=%s arch=%s dtype=%s head_dim=%d head_dim_v=%d causal=%s block_m=%d "
+            "%s family=%s arch=%s dtype=%s head_dim=%d head_dim_v=%d causal=%s%s block_m=%d "
             "block_n=%d warps=%d stages=%d\n",
             kernels[i].name, jsdpa_gen_family_name(v->family),
             jsdpa_gen_arch_name(v->arch, arch, sizeof(arch)), jsdpa_gen_dtype_name(v->dtype),
-            v->head_dim, v->head_dim_v, v->causal ? "true" : "false", v->tile.block_m,
-            v->tile.block_n, v->tile.warps, v->tile.stages);
+            v->head_dim, v->head_dim_v, v->causal ? "true" : "false", v->tf32 ? " tf32=true" : "",
+            v->tile.block_m, v->tile.block_n, v->tile.warps, v->tile.stages);
   }
   fclose(f);
   return text;
@@ -367,8 +367,8 @@ static char* format_manifest(const kernel_t* kernels, size_t count, size_t* out_
             "%s\n    {\"name\": \"%s\", \"family\": \"%s\", \"arch\": \"%s\", \"dtype\": \"%s\", ",
             i ? "," : "", kernels[i].name, jsdpa_gen_family_name(v->family),
             jsdpa_gen_arch_name(v->arch, arch, sizeof(arch)), jsdpa_gen_dtype_name(v->dtype));
-    fprintf(f, "\"head_dim\": %d, \"head_dim_v\": %d, \"causal\": %s,\n", v->head_dim,
-            v->head_dim_v, v->causal ? "true" : "false");
+    fprintf(f, "\"head_dim\": %d, \"head_dim_v\": %d, \"causal\": %s, \"tf32\": %s,\n",
+            v->head_dim, v->head_dim_v, v->causal ? "true" : "false", v->tf32 ? "true" : "false");
     fprintf(f,
             "     \"tile\": {\"block_m\": %d, \"block_n\": %d, \"warps\": %d, \"stages\": %d},\n",
             v->tile.block_m, v->tile.block_n, v->tile.warps, v->tile.stages);

@@ -45,28 +45,34 @@ typedef struct row_s {
 #define EFF JSDPA_BACKEND_EFFICIENT
 #define MATH JSDPA_BACKEND_MATH
 #define CPU JSDPA_BACKEND_CPU
-#define NOT_YET "the efficient kernel family is not implemented yet"
+#define P_TF32 JSDPA_PRECISION_TF32
+#define UNALIGNED "not a multiple of 16 bytes"
 #define ON_DEVICE "the data is in device 0 memory"
 
 /* clang-format off */
 static const row_t rows[] = {
   /* name                          dtype d    dv   H  Hkv causal empty unequal mem  dev prec  forced expect  {-, flash, efficient, math, cpu} */
-  {"fp16 d64",                     FP16, 64,  64,  4, 4,  false, false, false, DEV, 0, P_DEF, AUTO, FLASH, {0, NULL, NOT_YET, NULL, ON_DEVICE}},
-  {"bf16 d128 causal GQA, len 0",  BF16, 128, 128, 8, 2,  true,  true,  false, DEV, 0, P_DEF, AUTO, FLASH, {0, NULL, NOT_YET, NULL, ON_DEVICE}},
-  {"fp16 d256 MQA, lq != lkv",     FP16, 256, 256, 6, 1,  true,  false, true,  DEV, 0, P_DEF, AUTO, FLASH, {0, NULL, NOT_YET, NULL, ON_DEVICE}},
-  {"fp16 d40 (not a multiple of 8)", FP16, 40, 40, 2, 2,  false, false, false, DEV, 0, P_DEF, AUTO, FLASH, {0, NULL, NOT_YET, NULL, ON_DEVICE}},
-  {"fp32 d64",                     FP32, 64,  64,  4, 4,  false, false, false, DEV, 0, P_DEF, AUTO, MATH,  {0, "fp32", NOT_YET, NULL, ON_DEVICE}},
-  {"fp16 d512",                    FP16, 512, 512, 2, 2,  false, false, false, DEV, 0, P_DEF, AUTO, MATH,  {0, "head_dim 512", NOT_YET, NULL, ON_DEVICE}},
-  {"fp16 d64 dv32",                FP16, 64,  32,  2, 2,  false, false, false, DEV, 0, P_DEF, AUTO, MATH,  {0, "head_dim_v", NOT_YET, NULL, ON_DEVICE}},
-  {"bf16 d1024 dv8 causal",        BF16, 1024, 8,  2, 1,  true,  true,  true,  DEV, 0, P_DEF, AUTO, MATH,  {0, "head_dim", NOT_YET, NULL, ON_DEVICE}},
+  {"fp16 d64",                     FP16, 64,  64,  4, 4,  false, false, false, DEV, 0, P_DEF, AUTO, FLASH, {0, NULL, NULL, NULL, ON_DEVICE}},
+  {"bf16 d128 causal GQA, len 0",  BF16, 128, 128, 8, 2,  true,  true,  false, DEV, 0, P_DEF, AUTO, FLASH, {0, NULL, NULL, NULL, ON_DEVICE}},
+  {"fp16 d256 MQA, lq != lkv",     FP16, 256, 256, 6, 1,  true,  false, true,  DEV, 0, P_DEF, AUTO, FLASH, {0, NULL, NULL, NULL, ON_DEVICE}},
+  {"fp16 d40 (not a multiple of 8)", FP16, 40, 40, 2, 2,  false, false, false, DEV, 0, P_DEF, AUTO, FLASH, {0, NULL, NULL, NULL, ON_DEVICE}},
+  {"fp32 d64",                     FP32, 64,  64,  4, 4,  false, false, false, DEV, 0, P_DEF, AUTO, EFF,   {0, "fp32", NULL, NULL, ON_DEVICE}},
+  {"fp32 d128 tf32 opted in",      FP32, 128, 128, 4, 2,  true,  true,  true,  DEV, 0, P_TF32, AUTO, EFF,  {0, "fp32", NULL, NULL, ON_DEVICE}},
+  {"fp16 d512",                    FP16, 512, 512, 2, 2,  false, false, false, DEV, 0, P_DEF, AUTO, EFF,   {0, "head_dim 512", NULL, NULL, ON_DEVICE}},
+  {"bf16 d576 dv512 causal (MLA)", BF16, 576, 512, 4, 1,  true,  true,  true,  DEV, 0, P_DEF, AUTO, EFF,   {0, "head_dim 576", NULL, NULL, ON_DEVICE}},
+  {"fp16 d64 dv32",                FP16, 64,  32,  2, 2,  false, false, false, DEV, 0, P_DEF, AUTO, EFF,   {0, "head_dim_v", NULL, NULL, ON_DEVICE}},
+  {"bf16 d1024 dv8 causal",        BF16, 1024, 8,  2, 1,  true,  true,  true,  DEV, 0, P_DEF, AUTO, EFF,   {0, "head_dim", NULL, NULL, ON_DEVICE}},
+  {"fp32 d6 (24-byte heads)",      FP32, 6,   6,   4, 4,  false, false, false, DEV, 0, P_DEF, AUTO, MATH,  {0, "fp32", UNALIGNED, NULL, ON_DEVICE}},
+  {"fp16 d12 (24-byte heads)",     FP16, 12,  12,  3, 3,  false, false, false, DEV, 0, P_DEF, AUTO, MATH,  {0, UNALIGNED, UNALIGNED, NULL, ON_DEVICE}},
   {"fp16 precision fp64, device",  FP16, 64,  64,  2, 2,  false, false, false, DEV, 0, P_64,  AUTO, AUTO,  {0, "FP64", "FP64", "FP64", ON_DEVICE}},
   {"fp16 on device 1",             FP16, 64,  64,  2, 2,  false, false, false, DEV, 1, P_DEF, AUTO, AUTO,  {0, "device 1 but the context uses device 0", "device 1", "device 1", "device 1 memory"}},
   {"fp16 host, GPU context",       FP16, 64,  64,  2, 2,  true,  true,  true,  HOST, -1, P_DEF, AUTO, CPU,  {0, "host memory", "host memory", "host memory", NULL}},
   {"fp64 host precision fp64",     FP64, 32,  16,  3, 1,  true,  true,  true,  HOST, -1, P_64,  AUTO, CPU,  {0, "host memory", "host memory", "host memory", NULL}},
-  {"forced math over flash",       FP16, 64,  64,  4, 4,  false, false, false, DEV, 0, P_DEF, MATH, MATH,  {0, NULL, NOT_YET, NULL, ON_DEVICE}},
-  {"forced cpu, device data",      FP16, 64,  64,  4, 4,  false, false, false, DEV, 0, P_DEF, CPU,  AUTO,  {0, NULL, NOT_YET, NULL, ON_DEVICE}},
-  {"forced efficient",             FP32, 64,  64,  4, 4,  false, false, false, DEV, 0, P_DEF, EFF,  AUTO,  {0, "fp32", NOT_YET, NULL, ON_DEVICE}},
-  {"forced flash, fp32",           FP32, 64,  64,  4, 4,  false, false, false, DEV, 0, P_DEF, FLASH, AUTO, {0, "fp32", NOT_YET, NULL, ON_DEVICE}},
+  {"forced math over flash",       FP16, 64,  64,  4, 4,  false, false, false, DEV, 0, P_DEF, MATH, MATH,  {0, NULL, NULL, NULL, ON_DEVICE}},
+  {"forced efficient over flash",  BF16, 64,  64,  4, 4,  false, false, false, DEV, 0, P_DEF, EFF,  EFF,   {0, NULL, NULL, NULL, ON_DEVICE}},
+  {"forced cpu, device data",      FP16, 64,  64,  4, 4,  false, false, false, DEV, 0, P_DEF, CPU,  AUTO,  {0, NULL, NULL, NULL, ON_DEVICE}},
+  {"forced efficient",             FP32, 64,  64,  4, 4,  false, false, false, DEV, 0, P_DEF, EFF,  EFF,   {0, "fp32", NULL, NULL, ON_DEVICE}},
+  {"forced flash, fp32",           FP32, 64,  64,  4, 4,  false, false, false, DEV, 0, P_DEF, FLASH, AUTO, {0, "fp32", NULL, NULL, ON_DEVICE}},
   {"forced cpu, host",             FP32, 64,  64,  4, 4,  false, false, false, HOST, -1, P_DEF, CPU, CPU,  {0, "host memory", "host memory", "host memory", NULL}},
 };
 /* clang-format on */

@@ -1,0 +1,537 @@
+/*
+ * efficient.cu — the tiled jagged forward for what flash.cu does not take:
+ * fp32 inputs, head dims past 256 (to 1024: 512, MLA's 576/512), and value
+ * head dims that differ from the query/key one.
+ *
+ * Same skeleton as flash.cu (read its header first: persistent grid over the
+ * prep kernel's longest-first (query tile, head) units, K/V cp.async ring,
+ * key tiles visited from the last one, exp2-domain online softmax, bottom-
+ * right masking, padded shared-memory rows), with three generalizations:
+ *
+ *  1. Element width. One mma k step always covers 32 bytes of a row: k16 of
+ *     fp16/bf16 (m16n8k16) or k8 of fp32 (m16n8k8 tf32). With byte offsets,
+ *     the ldmatrix addressing of Q (A) and K (B) is the same code for both:
+ *     ldmatrix on 32-bit data hands lane l word l % 4 of row l / 4, which is
+ *     the tf32 fragment layout.
+ *
+ *  2. fp32 accuracy. TF32 keeps 10 mantissa bits; fp32 inputs are instead
+ *     split x = big + small with big = tf32(x), small = tf32(x - big), and a
+ *     product is a_big b_big + a_big b_small + a_small b_big (the small x
+ *     small term is below fp32's rounding): three tensor-core passes give
+ *     fp32-level error (the 3xTF32 idea of NVIDIA's CUTLASS, which PyTorch's
+ *     efficient kernel also uses for fp32). A caller who opts into TF32
+ *     (JSDPA_PRECISION_TF32 -> the variant's tf32 flag) gets one pass.
+ *     P V in fp32 cannot use ldmatrix.trans (it moves 16-bit values), so V is
+ *     read with 32-bit loads, and the key order inside each k8 step is
+ *     permuted instead of P: the S accumulator holds keys 2t and 2t+1 where
+ *     the tf32 A fragment wants keys t and t+4, so fragment slot t is fed key
+ *     2t and slot t+4 key 2t+1 — from V's rows 2t and 2t+1 — and P never
+ *     moves between lanes. (A sum over keys does not care about their order.)
+ *
+ *  3. Output slices. The output accumulators of a 16-row block take DVS / 2
+ *     registers per thread; past 256 columns they would not fit. The value
+ *     head dim is cut into SLICES column slices of at most 256, and a slice
+ *     is part of the work unit: each unit recomputes S = Q K^T for its query
+ *     tile (the price: one extra Q K^T per extra slice) and accumulates P V
+ *     for its columns only. Slices of one (tile, head) are adjacent units, so
+ *     they run at the same time and read K through the L2 once.
+ *
+ * Q K^T with a long head dim re-reads Q from shared memory per k step when
+ * its fragments would not fit the register budget (as flash.cu does).
+ */
+
+#if !defined(JSDPA_FAMILY_EFFICIENT)
+#error "efficient.cu is instantiated by the generator (JSDPA_FAMILY_EFFICIENT missing)"
+#endif
+
+namespace jsdpa_eff {
+
+using namespace jsdpa_tc; /* mma.cuh */
+typedef jsdpa_elem_t elem_t;
+
+#if defined(JSDPA_DTYPE_FP32)
+constexpr bool F32 = true;
+#else
+constexpr bool F32 = false;
+#endif
+#if defined(JSDPA_TF32)
+constexpr int PASSES = 1; /* the caller opted into TF32 */
+#else
+constexpr int PASSES = F32 ? 3 : 1;
+#endif
+
+constexpr int ES = sizeof(elem_t);
+constexpr int KE = 32 / ES; /* elements per mma k step: 16 halves or 8 floats */
+constexpr int D = JSDPA_HEAD_DIM;
+constexpr int DV = JSDPA_HEAD_DIM_V;
+constexpr int DP = (D + KE - 1) / KE * KE; /* padded q/k head dim */
+constexpr int VQ = F32 ? 8 : 16;           /* column quantum of P V (one ldmatrix.trans x4: 16) */
+constexpr int DVQ = (DV + VQ - 1) / VQ * VQ;
+constexpr int SLICES = (DVQ + 255) / 256;
+constexpr int DVS = ((DVQ + SLICES - 1) / SLICES + VQ - 1) / VQ * VQ; /* columns per slice */
+constexpr int BM = JSDPA_BLOCK_M;
+constexpr int BN = JSDPA_BLOCK_N;
+constexpr int WARPS = JSDPA_WARPS;
+constexpr int STAGES = JSDPA_STAGES;
+constexpr int THREADS = 32 * WARPS;
+constexpr int WM = BM / WARPS;
+constexpr int MT = WM / 16;
+constexpr int NT = BN / 8;
+constexpr int KS = DP / KE;             /* k steps of Q K^T */
+constexpr int DT = DVS / 8;             /* n8 tiles of the output slice */
+constexpr int KV = BN / (F32 ? 8 : 16); /* k steps of P V */
+/* Row pitches in bytes: 16 bytes of padding make every pitch an odd multiple
+ * of 16, so the 8 rows of an ldmatrix phase hit 8 distinct bank groups; for
+ * fp32 V the 32-bit reads of rows 2t, 2t + 1 and columns g are then also
+ * conflict-free (bank 8t + g, or 24t + g, mod 32). */
+constexpr int QROW = DP * ES + 16;
+constexpr int VROW = DVS * ES + 16;
+constexpr int QCH = DP * ES / 16; /* 16-byte chunks per padded row */
+constexpr int VCH = DVS * ES / 16;
+/* The Q tile's buffer also stages the output slice (rows at pitch VROW). */
+constexpr int SMEM_Q = BM * (QROW > VROW ? QROW : VROW);
+constexpr int SMEM_K = BN * QROW;
+constexpr int SMEM_V = BN * VROW;
+constexpr int SMEM_BYTES = SMEM_Q + STAGES * (SMEM_K + SMEM_V);
+constexpr int QF = PASSES == 3 ? 2 : 1; /* registers per Q fragment word: big (+ small) */
+constexpr bool Q_IN_REGS = MT * (NT + DT + KS * QF) * 4 <= 160;
+
+static_assert(D >= 1 && D <= 1024 && DV >= 1 && DV <= 1024, "efficient: head dims are 1..1024");
+static_assert(WM * WARPS == BM && MT * 16 == WM && (MT == 1 || MT == 2),
+              "efficient: block_m must be 16 or 32 rows per warp");
+static_assert(BN % 16 == 0 && BN >= 16 && BN <= 256, "efficient: block_n must be a multiple of 16");
+static_assert(STAGES >= 1 && STAGES <= 4, "efficient: stages must be 1..4");
+static_assert(!F32 || PASSES == 3 || PASSES == 1, "efficient: 1 or 3 tf32 passes");
+
+/* ------------------------------------------------------------ tf32 products */
+
+/* x -> big + small, each a tf32 value: together ~22 of x's 24 mantissa bits. */
+__device__ __forceinline__ void split_tf32(float x, u32& big, u32& small) {
+  big = to_tf32(x);
+  small = PASSES == 3 ? to_tf32(x - __uint_as_float(big)) : 0u;
+}
+
+/* c += a * b over one k step, for this element type and precision. The small
+ * terms go first: they are tiny, and adding them before the big product keeps
+ * their bits in the accumulator. */
+__device__ __forceinline__ void mma_step(float (&c)[4], const u32 (&a)[4], const u32 (&as)[4],
+                                         u32 b0, u32 b1, u32 bs0, u32 bs1) {
+#if defined(JSDPA_DTYPE_FP32)
+  if (PASSES == 3) {
+    mma1688_tf32(c, as, b0, b1);
+    mma1688_tf32(c, a, bs0, bs1);
+  }
+  mma1688_tf32(c, a, b0, b1);
+#else
+  (void)as, (void)bs0, (void)bs1;
+  mma16816(c, a, b0, b1);
+#endif
+}
+
+/* ------------------------------------------------------------ tile loads */
+
+/*
+ * ROWS rows of CH 16-byte chunks from global rows (pitch `stride` elements)
+ * into shared memory at `dst` (pitch PITCH bytes). Rows >= `valid` and bytes
+ * >= `real` of a row are zero-filled (cp.async src-size): padding must be
+ * exact zeros, or 0 * NaN would leak into the scores and the output. As in
+ * flash.cu, thread i copies chunk i % CH of rows i / CH + k * (THREADS / CH)
+ * with one pointer step per row group; rows wider than the block (CH >
+ * THREADS, fp32 past d 512) take a plain loop.
+ */
+template <int ROWS, int CH, int PITCH>
+__device__ __forceinline__ void load_rows(u32 dst, const elem_t* src, long long stride, int valid,
+                                          int real, const void* fallback) {
+  if (CH <= THREADS) {
+    constexpr int RSTEP = CH <= THREADS ? THREADS / CH : 1;
+    const int r0 = threadIdx.x / CH, c = threadIdx.x % CH;
+    if (RSTEP * CH != THREADS && r0 >= RSTEP) return;
+    const int left = real - c * 16;
+    const int bytes_col = left <= 0 ? 0 : (left < 16 ? left : 16);
+    const char* from = (const char*)(src + r0 * stride) + c * 16;
+    const long long step = RSTEP * stride * ES;
+    const int rows_left = valid - r0;
+    dst += r0 * PITCH + c * 16;
+#pragma unroll
+    for (int it = 0; it < (ROWS + RSTEP - 1) / RSTEP; ++it) {
+      if (ROWS % RSTEP != 0 && r0 + it * RSTEP >= ROWS) break;
+      const int bytes = it * RSTEP < rows_left ? bytes_col : 0;
+      cp_async16(dst + it * RSTEP * PITCH, bytes ? (const void*)from : fallback, bytes);
+      from += step;
+    }
+  } else {
+#pragma unroll 1
+    for (int r = 0; r < ROWS; ++r)
+      for (int c = threadIdx.x; c < CH; c += THREADS) {
+        const int left = r < valid ? real - c * 16 : 0;
+        const int bytes = left <= 0 ? 0 : (left < 16 ? left : 16);
+        const char* from = (const char*)(src + r * stride) + c * 16;
+        cp_async16(dst + r * PITCH + c * 16, bytes ? (const void*)from : fallback, bytes);
+      }
+  }
+}
+
+/* ------------------------------------------------------------ one unit */
+
+__device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m_block, int head,
+                                       int slice, unsigned char* smem) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3; /* mma fragment row group / column pair */
+
+  const int q_begin = p.q_offsets[batch], lq = p.q_offsets[batch + 1] - q_begin;
+  const int kv_begin = p.kv_offsets[batch], lk = p.kv_offsets[batch + 1] - kv_begin;
+  const int m0 = m_block * BM;
+  const int rows = min(BM, lq - m0);
+  const int diag = lk - lq; /* row i's causal limit is key i + diag */
+  const int kv_head = head / (p.heads / p.kv_heads);
+  const int wl = p.window_left, wr = p.window_right;
+  const int c0 = slice * DVS;                       /* this unit's output columns */
+  const int v_real = (min(DV, c0 + DVS) - c0) * ES; /* bytes of them that exist */
+
+  /* Keys visible to some row of this tile: [n_begin, n_end). */
+  const int last_row = m0 + rows - 1;
+  int n_begin = 0, n_end = lk;
+  if (JSDPA_CAUSAL) n_end = min(n_end, last_row + diag + 1);
+  if (wr >= 0) n_end = min(n_end, last_row + diag + wr + 1);
+  if (wl >= 0) n_begin = max(0, m0 + diag - wl);
+  const int t_begin = n_begin / BN;
+  const int n_tiles = n_end > n_begin ? (n_end + BN - 1) / BN - t_begin : 0;
+  const int t_last = t_begin + n_tiles - 1;
+
+  const elem_t* qg = (const elem_t*)p.q + (long long)(q_begin + m0) * p.q_token_stride +
+                     (long long)head * p.q_head_stride;
+  const elem_t* kg = (const elem_t*)p.k + (long long)kv_begin * p.k_token_stride +
+                     (long long)kv_head * p.k_head_stride;
+  const elem_t* vg = (const elem_t*)p.v + (long long)kv_begin * p.v_token_stride +
+                     (long long)kv_head * p.v_head_stride + c0;
+
+  const u32 s_q = smem_u32(smem);
+  const u32 s_k = s_q + SMEM_Q;
+  const u32 s_v = s_k + STAGES * SMEM_K;
+
+  /* The j-th tile visited (from the last): key tile t_last - j. */
+  auto load_k = [&](int j) {
+    if (j < n_tiles) {
+      const int n0 = (t_last - j) * BN;
+      load_rows<BN, QCH, QROW>(s_k + (j % STAGES) * SMEM_K, kg + (long long)n0 * p.k_token_stride,
+                               p.k_token_stride, lk - n0, D * ES, p.k);
+    }
+    cp_async_commit();
+  };
+  auto load_v = [&](int j) {
+    if (j < n_tiles) {
+      const int n0 = (t_last - j) * BN;
+      load_rows<BN, VCH, VROW>(s_v + (j % STAGES) * SMEM_V, vg + (long long)n0 * p.v_token_stride,
+                               p.v_token_stride, lk - n0, v_real, p.v);
+    }
+    cp_async_commit();
+  };
+
+  float o[MT][DT][4];
+  float row_max[MT][2], row_sum[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt) o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.f;
+    row_max[mt][0] = row_max[mt][1] = JSDPA_NEG_INFINITY;
+    row_sum[mt][0] = row_sum[mt][1] = 0.f;
+  }
+
+  /* Softcap folds the scale into the tanh; the exponent multiplier is then 1. */
+  const bool softcap = p.softcap > 0.f;
+  const float mult = softcap ? 1.0f : p.scale_log2;
+  const float cap_in = softcap ? p.scale / p.softcap : 0.f;
+  const float cap_out = p.softcap * JSDPA_LOG2E;
+
+  /* Per-lane byte offsets. A (Q) and B (K) fragments: see flash.cu, in bytes
+   * so that one k step is 32 bytes for either width. V: 16-bit as flash.cu
+   * (ldmatrix.trans); fp32 rows 2t and 2t + 1, column g (the permuted keys). */
+  const u32 q_off = (warp * WM + (lane & 15)) * QROW + (lane >> 4) * 16;
+  const u32 k_off = ((lane & 7) + ((lane >> 4) << 3)) * QROW + ((lane >> 3) & 1) * 16;
+  const u32 v_off = F32 ? 2 * t * VROW + g * 4
+                        : ((lane & 7) + (((lane >> 3) & 1) << 3)) * VROW + (lane >> 4) * 16;
+
+  if (n_tiles > 0) {
+    load_rows<BM, QCH, QROW>(s_q, qg, p.q_token_stride, rows, D * ES, p.q);
+    load_k(0); /* group 0: Q and K(0) */
+#pragma unroll
+    for (int s = 0; s + 1 < STAGES; ++s) {
+      load_v(s);
+      load_k(s + 1);
+    }
+  }
+
+  /* Q fragments (split for fp32), loaded once per unit when they fit. */
+  constexpr int QM = Q_IN_REGS ? MT : 1, QK = Q_IN_REGS ? KS : 1;
+  u32 qf[QM][QK][4], qs[QM][QK][4];
+  auto q_fragment = [&](int mt, int ks, u32(&a)[4], u32(&as)[4]) {
+    ldmatrix_x4(a, s_q + q_off + mt * 16 * QROW + ks * 32);
+    if (F32) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) split_tf32(__uint_as_float(a[e]), a[e], as[e]);
+    }
+  };
+
+  for (int j = 0; j < n_tiles; ++j) {
+    const int slot = j % STAGES;
+    const int n0 = (t_last - j) * BN;
+
+    /* K(j) (and Q) landed; every warp is done with P V(j - 1). */
+    cp_async_wait<2 * STAGES - 2>();
+    __syncthreads();
+    if (Q_IN_REGS && j == 0) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int ks = 0; ks < KS; ++ks)
+          q_fragment(mt, ks, qf[Q_IN_REGS ? mt : 0][Q_IN_REGS ? ks : 0],
+                     qs[Q_IN_REGS ? mt : 0][Q_IN_REGS ? ks : 0]);
+    }
+    load_v(j + STAGES - 1);
+
+    /* S = Q K^T for this warp's rows. */
+    float s[MT][NT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int n = 0; n < NT; ++n) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
+    const u32 kbase = s_k + slot * SMEM_K + k_off;
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+      u32 a[MT][4], as[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        if (Q_IN_REGS) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            a[mt][e] = qf[Q_IN_REGS ? mt : 0][Q_IN_REGS ? ks : 0][e];
+            as[mt][e] = qs[Q_IN_REGS ? mt : 0][Q_IN_REGS ? ks : 0][e];
+          }
+        } else {
+          q_fragment(mt, ks, a[mt], as[mt]);
+        }
+      }
+#pragma unroll
+      for (int np = 0; np < NT / 2; ++np) {
+        u32 b[4], bs[4] = {0u, 0u, 0u, 0u};
+        ldmatrix_x4(b, kbase + np * 16 * QROW + ks * 32);
+        if (F32) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) split_tf32(__uint_as_float(b[e]), b[e], bs[e]);
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma_step(s[mt][2 * np], a[mt], as[mt], b[0], b[1], bs[0], bs[1]);
+          mma_step(s[mt][2 * np + 1], a[mt], as[mt], b[2], b[3], bs[2], bs[3]);
+        }
+      }
+    }
+
+    if (softcap) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int n = 0; n < NT; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mt][n][e] = cap_out * tanh_ex2(s[mt][n][e] * cap_in);
+    }
+
+    /* Only tiles crossing the sequence end, the causal diagonal or a window
+     * edge pay for masking. */
+    const bool full = n0 + BN <= lk && (!JSDPA_CAUSAL || n0 + BN - 1 <= m0 + diag) &&
+                      (wr < 0 || n0 + BN - 1 <= m0 + diag + wr) &&
+                      (wl < 0 || n0 >= last_row + diag - wl);
+    if (!full) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int row = m0 + warp * WM + mt * 16 + g + 8 * h;
+          int hi = lk - 1;
+          if (JSDPA_CAUSAL) hi = min(hi, row + diag);
+          if (wr >= 0) hi = min(hi, row + diag + wr);
+          const int lo = wl >= 0 ? row + diag - wl : 0;
+#pragma unroll
+          for (int n = 0; n < NT; ++n)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int col = n0 + n * 8 + 2 * t + e;
+              if (col > hi || col < lo) s[mt][n][2 * h + e] = JSDPA_NEG_INFINITY;
+            }
+        }
+    }
+
+    /* Online softmax in the exp2 domain; the scale is folded into the FFMA. */
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float mx = row_max[mt][h];
+#pragma unroll
+        for (int n = 0; n < NT; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        /* A row that has seen only masked keys keeps max -inf: subtract 0
+         * instead, so exp2 gives 0 rather than NaN. */
+        const float shift = mx == JSDPA_NEG_INFINITY ? 0.f : mx * mult;
+        const float corr = exp2_approx(row_max[mt][h] * mult - shift);
+        row_max[mt][h] = mx;
+        float sum = 0.f;
+#pragma unroll
+        for (int n = 0; n < NT; ++n) {
+          s[mt][n][2 * h] = exp2_approx(fmaf(s[mt][n][2 * h], mult, -shift));
+          s[mt][n][2 * h + 1] = exp2_approx(fmaf(s[mt][n][2 * h + 1], mult, -shift));
+          sum += s[mt][n][2 * h] + s[mt][n][2 * h + 1];
+        }
+        row_sum[mt][h] = row_sum[mt][h] * corr + sum;
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt) {
+          o[mt][dt][2 * h] *= corr;
+          o[mt][dt][2 * h + 1] *= corr;
+        }
+      }
+    }
+
+    /* V(j) landed; every warp is done with Q K(j), so its buffer takes K(j + STAGES). */
+    cp_async_wait<2 * STAGES - 2>();
+    __syncthreads();
+    load_k(j + STAGES);
+
+    const u32 vbase = s_v + slot * SMEM_V + v_off;
+#pragma unroll
+    for (int k = 0; k < KV; ++k) {
+      /* P's A fragment for k step k, straight from the S accumulators:
+       * 16-bit: n8 tiles 2k and 2k + 1 packed (see flash.cu); fp32: n8 tile
+       * k, its keys 2t / 2t + 1 in fragment slots t / t + 4 (header, 2.). */
+      u32 pa[MT][4], ps[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+#if defined(JSDPA_DTYPE_FP32)
+        split_tf32(s[mt][k][0], pa[mt][0], ps[mt][0]);
+        split_tf32(s[mt][k][2], pa[mt][1], ps[mt][1]);
+        split_tf32(s[mt][k][1], pa[mt][2], ps[mt][2]);
+        split_tf32(s[mt][k][3], pa[mt][3], ps[mt][3]);
+#else
+        pa[mt][0] = pack2(s[mt][2 * k][0], s[mt][2 * k][1]);
+        pa[mt][1] = pack2(s[mt][2 * k][2], s[mt][2 * k][3]);
+        pa[mt][2] = pack2(s[mt][2 * k + 1][0], s[mt][2 * k + 1][1]);
+        pa[mt][3] = pack2(s[mt][2 * k + 1][2], s[mt][2 * k + 1][3]);
+        ps[mt][0] = ps[mt][1] = ps[mt][2] = ps[mt][3] = 0u;
+#endif
+      }
+      if (F32) {
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt) {
+          const u32 addr = vbase + k * 8 * VROW + dt * 32;
+          u32 b0, b1, bs0, bs1;
+          split_tf32(__uint_as_float(ld_shared_u32(addr)), b0, bs0);
+          split_tf32(__uint_as_float(ld_shared_u32(addr + VROW)), b1, bs1);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) mma_step(o[mt][dt], pa[mt], ps[mt], b0, b1, bs0, bs1);
+        }
+      } else {
+#pragma unroll
+        for (int dp = 0; dp < DT / 2; ++dp) {
+          u32 b[4];
+          ldmatrix_x4_trans(b, vbase + k * 16 * VROW + dp * 32);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            mma_step(o[mt][2 * dp], pa[mt], ps[mt], b[0], b[1], 0u, 0u);
+            mma_step(o[mt][2 * dp + 1], pa[mt], ps[mt], b[2], b[3], 0u, 0u);
+          }
+        }
+      }
+    }
+  }
+
+  /* Epilogue: normalize, LSE (slice 0 writes it), and the output slice
+   * through this warp's own rows of the Q buffer, staged at pitch VROW. Every
+   * warp finished reading Q before the last barrier above, so the other
+   * pitch cannot collide with a Q row still in use. */
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float sum = row_sum[mt][h];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float inv = sum > 0.f ? 1.0f / sum : 0.f;
+      const int r = warp * WM + mt * 16 + g + 8 * h;
+      if (p.lse != 0 && slice == 0 && t == 0 && r < rows) {
+        const float lse =
+            sum > 0.f ? (row_max[mt][h] * mult + log2_approx(sum)) * JSDPA_LN2 : JSDPA_NEG_INFINITY;
+        p.lse[(long long)(q_begin + m0 + r) * p.heads + head] = lse;
+      }
+#pragma unroll
+      for (int dt = 0; dt < DT; ++dt) {
+        const float x0 = o[mt][dt][2 * h] * inv, x1 = o[mt][dt][2 * h + 1] * inv;
+#if defined(JSDPA_DTYPE_FP32)
+        st_shared_v2(s_q + r * VROW + (dt * 8 + 2 * t) * 4, __float_as_uint(x0),
+                     __float_as_uint(x1));
+#else
+        st_shared_u32(s_q + r * VROW + (dt * 8 + 2 * t) * 2, pack2(x0, x1));
+#endif
+      }
+    }
+  }
+  __syncwarp();
+  elem_t* og = (elem_t*)p.o + (long long)(q_begin + m0) * p.o_token_stride +
+               (long long)head * p.o_head_stride + c0;
+#pragma unroll
+  for (int it = 0; it < (WM * VCH + 31) / 32; ++it) {
+    const int i = lane + it * 32;
+    if ((WM * VCH) % 32 != 0 && i >= WM * VCH) break;
+    const int r = warp * WM + i / VCH, c = i % VCH;
+    if (r >= rows || c * 16 >= v_real) continue;
+    u32 v[4];
+    ld_shared_v4(s_q + r * VROW + c * 16, v);
+    char* dst = (char*)(og + (long long)r * p.o_token_stride) + c * 16;
+    if (c * 16 + 16 <= v_real) {
+      st_global_v4(dst, v);
+    } else {
+      /* The row's last, partial chunk: whole elements only (unrolled, so v
+       * stays in registers). */
+#pragma unroll
+      for (int e = 0; e < 16 / ES; ++e) {
+        if (c * 16 + (e + 1) * ES > v_real) break;
+        const u32 word = v[e * ES / 4];
+        if (ES == 4)
+          ((u32*)dst)[e] = word;
+        else
+          ((unsigned short*)dst)[e] = (unsigned short)(word >> ((e & 1) * 16));
+      }
+    }
+  }
+}
+
+}  // namespace jsdpa_eff
+
+extern "C" __device__ const int jsdpa_launch[4] = {jsdpa_eff::THREADS, jsdpa_eff::SMEM_BYTES,
+                                                   JSDPA_BLOCK_M, JSDPA_BLOCK_N};
+
+/* The persistent loop of flash.cu; a unit is (slice, work item, head), slices
+ * fastest, then work items longest first, then heads. */
+extern "C" __global__ void __launch_bounds__(jsdpa_eff::THREADS, 1)
+    JSDPA_KERNEL_NAME(const jsdpa_params_t p) {
+  extern __shared__ __align__(128) unsigned char jsdpa_eff_smem[];
+  __shared__ int next_unit[2];
+  if (p.schedule->error) return;
+  const int num_work = p.schedule->num_work;
+  const int units = num_work * p.heads * jsdpa_eff::SLICES;
+  if (threadIdx.x == 0) next_unit[0] = atomicAdd(&p.schedule->tile_counter, 1);
+  __syncthreads();
+  int u = next_unit[0];
+  for (int parity = 1; u < units; parity ^= 1) {
+    int next = 0;
+    if (threadIdx.x == 0) next = atomicAdd(&p.schedule->tile_counter, 1);
+    const int rest = u / jsdpa_eff::SLICES;
+    const jsdpa_work_t w = p.work[rest % num_work];
+    jsdpa_eff::attend(p, w.batch, w.m_block, rest / num_work, u % jsdpa_eff::SLICES,
+                      jsdpa_eff_smem);
+    if (threadIdx.x == 0) next_unit[parity] = next;
+    /* Publishes the next unit; the next unit's loads overwrite shared memory
+     * this one may still read. */
+    __syncthreads();
+    u = next_unit[parity];
+  }
+}
