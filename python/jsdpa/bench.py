@@ -36,10 +36,13 @@ import jsdpa.torch as jt
 from . import _lib
 from ._workloads import default_workloads_path, load_workloads
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 HEAD_CONFIGS = ((64, 32), (128, 16), (256, 8))
-# jsdpa vs torch's FA2 on the same bf16/fp16 inputs: beyond these the cell is marked wrong.
-DIFF_LIMITS = {"bf16": 4e-2, "fp16": 5e-3}
+HIDDEN = 2048  # other head dims get HIDDEN // d heads, as the workloads file's configs do
+# jsdpa vs torch on the same inputs: beyond these the cell is marked wrong. fp32 (torch's
+# efficient kernel, 3xTF32 products) and jsdpa's fp32 path agree to ~1e-6; the opt-in TF32
+# pass keeps 10 mantissa bits, so its limit is fp16's.
+DIFF_LIMITS = {"bf16": 4e-2, "fp16": 5e-3, "fp32": 1e-4, "fp32-tf32": 5e-3}
 L2_FLUSH_BYTES = 256 << 20
 
 
@@ -107,7 +110,8 @@ def fa2_caller():
 # Inference mode, as users of a forward-only kernel run it (it also spares torch's
 # nested tensors the autograd bookkeeping).
 @torch.inference_mode()
-def run_cell(workload, lengths, dtype_name, dim, heads, causal, timer, fa2, seed):
+def run_cell(workload, lengths, dtype_name, dim, heads, causal, timer, fa2, seed,
+             precision="default"):
     dtype = DTYPES[dtype_name]
     g = torch.Generator(device="cuda")
     g.manual_seed(seed)
@@ -118,7 +122,8 @@ def run_cell(workload, lengths, dtype_name, dim, heads, causal, timer, fa2, seed
     scale = 1.0 / math.sqrt(dim)
     fl = flops(lengths, dim, heads, causal)
     cell = {"workload": workload, "dtype": dtype_name, "head_dim": dim, "heads": heads,
-            "causal": causal, "sequences": len(lengths), "tokens": total, "flop": fl}
+            "causal": causal, "sequences": len(lengths), "tokens": total, "flop": fl,
+            "precision": precision}
 
     def record(name, ms, note=""):
         cell[name] = {"ms": ms, "tflops": (fl / (ms * 1e-3) / 1e12) if ms else None,
@@ -127,11 +132,12 @@ def run_cell(workload, lengths, dtype_name, dim, heads, causal, timer, fa2, seed
     # jsdpa
     def run_jsdpa():
         return jt.attention(q, k, v, cu, is_causal=causal, scale=scale, max_seqlen_q=max_len,
-                            max_seqlen_kv=max_len)
+                            max_seqlen_kv=max_len, precision=precision)
 
     try:
         cell["backend"] = jsdpa.explain(q, k, v, cu, is_causal=causal, scale=scale,
-                                        max_seqlen_q=max_len, max_seqlen_kv=max_len).backend
+                                        max_seqlen_q=max_len, max_seqlen_kv=max_len,
+                                        precision=precision).backend
         compile_start = time.perf_counter()
         out_jsdpa = run_jsdpa()
         torch.cuda.synchronize()
@@ -176,6 +182,8 @@ def run_cell(workload, lengths, dtype_name, dim, heads, causal, timer, fa2, seed
     out_fa2 = None
     if fa2 is None:
         record("fa2", None, "unavailable")
+    elif dtype == torch.float32 or dim > 256:
+        record("fa2", None, "FA2 takes fp16/bf16 with d <= 256")
     else:
         def run_fa2():
             return fa2(q, k, v, cu, cu, max_len, max_len, causal, scale)
@@ -191,7 +199,8 @@ def run_cell(workload, lengths, dtype_name, dim, heads, causal, timer, fa2, seed
     cell["max_abs_diff_njt"] = _diff(out_jsdpa, out_njt)
     diffs = [d for d in (cell["max_abs_diff_fa2"], cell["max_abs_diff_njt"]) if d is not None]
     cell["correct"] = None if not diffs or out_jsdpa is None else (
-        all(d <= DIFF_LIMITS[dtype_name] for d in diffs))
+        all(d <= DIFF_LIMITS[dtype_name + ("-tf32" if precision == "tf32" else "")]
+            for d in diffs))
     for other in ("njt", "njt_user", "fa2"):
         a, b = cell["jsdpa"]["ms"], cell[other]["ms"]
         cell[f"speedup_vs_{other}"] = (b / a) if a and b else None
@@ -363,7 +372,10 @@ def parse_args(argv=None):
     p.add_argument("--workload", action="append", help="only these workloads (repeatable)")
     p.add_argument("--dtype", action="append", choices=sorted(DTYPES), help="repeatable")
     p.add_argument("--head-dim", action="append", type=int,
-                   choices=[d for d, _ in HEAD_CONFIGS], help="repeatable")
+                   help="repeatable; default the workloads' 64, 128, 256; others run with "
+                   f"{HIDDEN} // d heads (e.g. 512 with 4)")
+    p.add_argument("--tf32", action="store_true",
+                   help="fp32 cells: let jsdpa use one TF32 pass (precision='tf32')")
     p.add_argument("--causal", choices=("yes", "no", "both"), default="both")
     p.add_argument("--iters", type=int, default=20, help="timed runs per cell (>= 10)")
     p.add_argument("--warmup", type=int, default=3)
@@ -391,7 +403,9 @@ def main(argv=None):
             return 2
         workloads = [w for w in workloads if w["name"] in args.workload]
     dtypes = args.dtype or ["bf16", "fp16"]
-    configs = [(d, h) for d, h in HEAD_CONFIGS if not args.head_dim or d in args.head_dim]
+    known = dict(HEAD_CONFIGS)
+    configs = ([(d, known.get(d, max(1, HIDDEN // d))) for d in args.head_dim] if args.head_dim
+               else list(HEAD_CONFIGS))
     causals = {"yes": [True], "no": [False], "both": [False, True]}[args.causal]
 
     head = header()
@@ -410,7 +424,7 @@ def main(argv=None):
             for dim, heads in configs:
                 for causal in causals:
                     c = run_cell(w["name"], w["lengths"], dtype_name, dim, heads, causal, timer,
-                                 fa2, args.seed)
+                                 fa2, args.seed, "tf32" if args.tf32 else "default")
                     cells.append(c)
                     diff = c["max_abs_diff_fa2"]
                     if diff is None:

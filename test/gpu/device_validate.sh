@@ -8,6 +8,9 @@
 #                                       (jsdpa, torch NJT SDPA, torch FA2 varlen: one
 #                                       process) and the main job (jsdpa-run)
 #   test/gpu/device_validate.sh tests   ctest -L gpu, the Python GPU tests
+#   test/gpu/device_validate.sh efficient   the efficient family only: its GPU test and
+#                                       its benchmark cells (fp32 d64/128 long + mixed with
+#                                       and without TF32, bf16 d512 and d576 long vs flash d256)
 # CARRY (env, optional): a folder with sysroot/ (libyaml, OpenSSL, pkg-config
 # files) and bin/ (pkg-config) for an image that lacks them. Logs go to $OUT.
 set -uo pipefail
@@ -64,6 +67,22 @@ phase_tests() {
   grep -E "^[0-9/ ]*Test +#|checks|FAILED" "$OUT/ctest.log" | tail -30
   JSDPA_SKIP_BENCH=1 timeout 200 test/python/run_gpu.sh build-dev/libjsdpa.so >/dev/null 2>&1
   summary "python tests (GPU): exit $? ($(grep -E '^(Ran|OK|FAILED)' "$OUT/py/tests.log" | tr '\n' ' '))"
+}
+
+phase_efficient() {
+  (cd build-dev && timeout 300 ctest -R test_efficient -V --timeout 280) >"$OUT/ctest-eff.log" 2>&1
+  summary "test_efficient: exit $? ($(grep -E 'checks,' "$OUT/ctest-eff.log" | tail -1))"
+  grep -E "FAIL|rejects|kernel cache" "$OUT/ctest-eff.log" | head -20
+  local lib=build-dev/libjsdpa.so
+  export PYTHONPATH=$PWD/python JSDPA_LIBRARY=$PWD/$lib
+  mkdir -p "$OUT/py"
+  local b="python3 -m jsdpa.bench --iters 10 --no-overhead"
+  timeout 240 $b --workload long --workload mixed --dtype fp32 --head-dim 64 --head-dim 128 \
+    --markdown "$OUT/py/eff-fp32.md" 2>&1 | tail -12
+  timeout 120 $b --workload long --workload mixed --dtype fp32 --head-dim 64 --head-dim 128 \
+    --tf32 --causal no --markdown "$OUT/py/eff-tf32.md" 2>&1 | tail -6
+  timeout 150 $b --workload long --dtype bf16 --head-dim 256 --head-dim 512 --head-dim 576 \
+    --markdown "$OUT/py/eff-d512.md" 2>&1 | tail -10
 }
 
 for phase in "$@"; do "phase_$phase"; done
