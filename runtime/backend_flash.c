@@ -1,6 +1,10 @@
 /* The flash backend: the generated tensor-core kernel (templates/flash.cu,
  * mma.sync + ldmatrix + cp.async, online softmax) for fp16/bf16 on sm_80 and
- * newer, head dims 1..256 with equal q/k and v dims.
+ * newer, head dims 1..256 with equal q/k and v dims. On sm_90a the Hopper
+ * template (templates/flash_sm90.cu: wgmma, TMA, warp specialization) takes
+ * the call when JSDPA_FLASH_SM90=1 (off by default until it has passed the
+ * GPU suite); JSDPA_FLASH_SM80=1 always keeps the sm80 template. The Hopper
+ * kernel takes the parameters plus three TMA tensor maps built here.
  *
  * Launch convention (the template's header says the same): a persistent grid
  * of min(resident blocks per SM x SMs, work tiles x heads) blocks; each block
@@ -10,15 +14,68 @@
  * last unit exit at their first fetch. */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 #include "tuning.h"
 
-/* The template's shared memory (templates/flash.cu, SMEM_BYTES): a Q tile and
- * STAGES K and V tiles, rows padded to a multiple of 16 elements plus 8. */
+/* The Hopper template's tile: 12 warps (a producer and two consumer
+ * warpgroups) select templates/flash_sm90.cu (gen/variant.c). */
+#define FLASH_SM90_WARPS 12
+
+/* The kernel parameter of templates/flash_sm90.cu (jsdpa_flash_sm90_params_t
+ * there): the common parameters, then three 128-byte aligned tensor maps. */
+typedef struct flash_sm90_params_s {
+  jsdpa_params_t p;
+  CUtensorMap q, k, v;
+} flash_sm90_params_t;
+
+/* The template's shared memory (SMEM_BYTES). flash.cu: a Q tile and STAGES K
+ * and V tiles, rows padded to a multiple of 16 elements plus 8. flash_sm90.cu:
+ * the same tiles with rows of whole 128-byte swizzle rows, plus 1 KiB of
+ * alignment slack. */
 int64_t jsdpa_flash_smem_bytes(const jsdpa_gen_variant_t* v) {
+  const int64_t tiles = v->tile.block_m + 2 * (int64_t)v->tile.stages * v->tile.block_n;
+  if (v->tile.warps == FLASH_SM90_WARPS) return tiles * ((v->head_dim + 63) / 64 * 64) * 2 + 1024;
   const int64_t pitch = (v->head_dim + 15) / 16 * 16 + 8;
-  return (v->tile.block_m + 2 * (int64_t)v->tile.stages * v->tile.block_n) * pitch * 2;
+  return tiles * pitch * 2;
+}
+
+static bool env_is_1(const char* name) {
+  const char* value = getenv(name);
+  return value && !strcmp(value, "1");
+}
+
+/* Whether the Hopper template runs this call; *why says why not. Callers have
+ * checked what both templates need (dtype, head dims, 16-byte aligned rows). */
+static bool flash_sm90_usable(const jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
+                              size_t capacity) {
+  if (ctx->arch.sm != 90 || !ctx->arch.arch_specific) {
+    snprintf(why, capacity, "the wgmma template needs sm_90a; this GPU is sm_%d", ctx->arch.sm);
+    return false;
+  }
+  if (env_is_1("JSDPA_FLASH_SM80")) {
+    snprintf(why, capacity, "JSDPA_FLASH_SM80=1 keeps the sm80 template");
+    return false;
+  }
+  if (!env_is_1("JSDPA_FLASH_SM90")) {
+    snprintf(why, capacity,
+             "the wgmma template (flash_sm90.cu) is opt-in until it passes the GPU suite: "
+             "JSDPA_FLASH_SM90=1");
+    return false;
+  }
+  if (!ctx->cu || !ctx->cu->cuTensorMapEncodeTiled) {
+    snprintf(why, capacity, "the driver has no cuTensorMapEncodeTiled (TMA tensor maps)");
+    return false;
+  }
+  if (call->head_dim != call->head_dim_v || call->head_dim > 256) {
+    snprintf(why, capacity,
+             "head_dim %lld / head_dim_v %lld: the wgmma template needs equal dims <= 256",
+             (long long)call->head_dim, (long long)call->head_dim_v);
+    return false;
+  }
+  return true;
 }
 
 jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_call_t* call,
@@ -27,6 +84,14 @@ jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_
       jsdpa_gen_variant_make(JSDPA_GEN_FAMILY_FLASH, ctx->arch, jsdpa_gen_dtype_of(call->q.dtype),
                              (int)call->head_dim, (int)call->head_dim_v, call->options.is_causal);
   if (out_tuned) *out_tuned = false;
+  char no_sm90[JSDPA_REASON_CAPACITY];
+  if (flash_sm90_usable(ctx, call, no_sm90, sizeof(no_sm90))) {
+    /* 128 keys per tile up to d = 128; past that 64 keep two K/V stages and
+     * the 128-column accumulators of a 256 head dim in the registers. */
+    v.tile = call->head_dim <= 128 ? (jsdpa_gen_tile_t){128, 128, FLASH_SM90_WARPS, 2}
+                                   : (jsdpa_gen_tile_t){128, 64, FLASH_SM90_WARPS, 2};
+    return v;
+  }
   jsdpa_tuning_choice_t choice;
   if (!jsdpa_tuning_lookup(ctx->tuning, &v, call->total_q, call->batch, &choice)) return v;
   /* A database entry names a tile for a GPU model; one this device cannot
@@ -134,6 +199,32 @@ static bool flash_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, char* 
   return true;
 }
 
+/* A 3-d tensor map over a whole packed tensor, dims {head dim, heads, tokens}
+ * with the caller's strides; boxes of 64 columns (one 128-byte swizzle row) x
+ * 1 head x `rows` tokens. Reads past the tensor's end fill zeros. An empty
+ * tensor gets no map: the kernel never loads from it. */
+static jsdpa_status_t encode_map(jsdpa_context_t* ctx, CUtensorMap* map, const jsdpa_jagged_t* t,
+                                 int rows) {
+  memset(map, 0, sizeof(*map));
+  if (t->total_tokens == 0) return NULL;
+  const cuuint64_t es = 2;
+  /* One head: its stride is never stepped; any multiple of 16 bytes does. */
+  const cuuint64_t head_stride =
+      t->heads > 1 ? (cuuint64_t)t->head_stride * es : (cuuint64_t)t->token_stride * es;
+  const cuuint64_t dims[3] = {(cuuint64_t)t->head_dim, (cuuint64_t)t->heads,
+                              (cuuint64_t)t->total_tokens};
+  const cuuint64_t strides[2] = {head_stride, (cuuint64_t)t->token_stride * es};
+  const cuuint32_t box[3] = {64, 1, (cuuint32_t)rows};
+  const cuuint32_t steps[3] = {1, 1, 1};
+  const CUtensorMapDataType type = t->dtype == JSDPA_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                                : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  CU_CHECK(ctx->cu, cuTensorMapEncodeTiled(
+                        map, type, 3, t->data, dims, strides, box, steps,
+                        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE));
+  return NULL;
+}
+
 static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
                              const jsdpa_kernel_t* kernel, jsdpa_params_t* params) {
   int per_sm = 0;
@@ -147,7 +238,15 @@ static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
   const int64_t units = (int64_t)params->max_work * call->heads;
   int64_t grid = (int64_t)per_sm * ctx->sm_count;
   if (grid > units) grid = units;
+  flash_sm90_params_t sm90;
   void* args[] = {params};
+  if (kernel->variant.tile.warps == FLASH_SM90_WARPS) {
+    sm90.p = *params;
+    JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.q, &call->q, kernel->block_m));
+    JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.k, &call->k, kernel->block_n));
+    JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.v, &call->v, kernel->block_n));
+    args[0] = &sm90;
+  }
   CU_CHECK(ctx->cu, cuLaunchKernel(kernel->function, (unsigned)grid, 1, 1,
                                    (unsigned)kernel->threads, 1, 1, (unsigned)kernel->smem_bytes,
                                    (CUstream)call->options.stream, args, NULL));
@@ -163,8 +262,11 @@ static jsdpa_status_t flash_run(jsdpa_context_t* ctx, const jsdpa_call_t* call) 
       snprintf(how, sizeof(how), "tuned for the %s length bucket by %s",
                jsdpa_tune_bucket_name(jsdpa_tune_bucket_of(call->total_q, call->batch)),
                jsdpa_tuning_source(ctx->tuning));
-    jsdpa_log(ctx, 1, "flash: tile m%dn%dw%ds%d (%s)", variant.tile.block_m, variant.tile.block_n,
-              variant.tile.warps, variant.tile.stages, how);
+    char why[JSDPA_REASON_CAPACITY];
+    const bool sm90 = flash_sm90_usable(ctx, call, why, sizeof(why));
+    jsdpa_log(ctx, 1, "flash: tile m%dn%dw%ds%d (%s), %s%s", variant.tile.block_m,
+              variant.tile.block_n, variant.tile.warps, variant.tile.stages, how,
+              sm90 ? "templates/flash_sm90.cu" : "templates/flash.cu: ", sm90 ? "" : why);
   }
   const jsdpa_kernel_t* kernel = NULL;
   JSDPA_RETURN_IF_ERROR(jsdpa_jit_get(ctx, &variant, &kernel));

@@ -1,0 +1,669 @@
+/*
+ * flash_sm90.cu — the Hopper (sm_90a) jagged attention forward: wgmma tensor
+ * cores, TMA bulk tensor copies on mbarriers, warp specialization.
+ *
+ * The ideas are FlashAttention-3's (Shah et al., 2024), written from the
+ * paper and the PTX ISA:
+ *  - a block is three warpgroups: warpgroup 0 is the producer (one thread
+ *    issues every TMA copy and fetches work units), warpgroups 1 and 2 are
+ *    consumers that own 64 query rows each of a BLOCK_M = 128 query tile.
+ *    setmaxnreg moves registers from the producer (40) to the consumers (232);
+ *  - S = Q K^T is wgmma with both operands in shared memory (K-major, 128-byte
+ *    swizzle, exactly the layout TMA's 128B swizzle writes); O += P V is wgmma
+ *    with P straight from the score accumulators in registers (the m64nNk16
+ *    accumulator fragment is, register for register, the A fragment) and V
+ *    from shared memory read N-major through the descriptor's transpose bit;
+ *  - K/V tiles run through STAGES buffers, each with a full barrier (TMA
+ *    completes its byte count) and an empty barrier (each consumer warp
+ *    arrives once its wgmma has read the buffer). Q has one buffer with the
+ *    same pair, so the next unit's Q loads while the last tiles finish.
+ *
+ * Jagged batches need no padding copies: the tensor maps cover the whole
+ * packed tensors [total tokens, heads, head dim] with the caller's strides
+ * (backend_flash.c builds them), and a tile is addressed by its first token.
+ * Rows past a sequence's end read the next sequence's tokens, or zeros past
+ * the tensor's end (TMA's out-of-bounds fill): their keys are masked to -inf
+ * and their query rows are never stored. Head dims are padded to DP, a
+ * multiple of 64 (one 128-byte swizzle row), by the same zero fill.
+ *
+ * Work: the persistent grid and unit order of flash.cu (units over
+ * schedule->tile_counter, head-major over the prep kernel's longest-first
+ * list). The producer takes the next unit and hands it to the consumers
+ * through a two-slot ring in shared memory guarded by mbarriers, so it can
+ * start the next unit's loads while the consumers finish this one.
+ *
+ * Masking (bottom-right causal, windows, softcap, LSE, zero-length sequences)
+ * is flash.cu's: key tiles run from the last visible one down, so the tiles
+ * that need masking come first; a row that sees no key gets zeros and LSE -inf.
+ */
+
+#if !defined(JSDPA_FAMILY_FLASH)
+#error "flash_sm90.cu is instantiated by the generator (JSDPA_FAMILY_FLASH missing)"
+#endif
+#if !defined(JSDPA_DTYPE_BF16) && !defined(JSDPA_DTYPE_FP16)
+#error "flash_sm90.cu supports fp16 and bf16 only"
+#endif
+#if JSDPA_ARCH != 90 || !JSDPA_ARCH_SPECIFIC
+#error "flash_sm90.cu needs sm_90a (wgmma, setmaxnreg)"
+#endif
+
+#if defined(JSDPA_DTYPE_BF16)
+#define JSDPA_SM90_AB ".bf16.bf16"
+#else
+#define JSDPA_SM90_AB ".f16.f16"
+#endif
+
+/* The kernel's single parameter: the common parameters and the three tensor
+ * maps (CUtensorMap: 128 opaque bytes, 128-byte aligned), passed by value as
+ * a __grid_constant__ so TMA reads the maps from parameter space. The host's
+ * mirror is in runtime/backend_flash.c. */
+typedef struct alignas(128) jsdpa_tmap_s {
+  unsigned long long opaque[16];
+} jsdpa_tmap_t;
+
+typedef struct jsdpa_flash_sm90_params_s {
+  jsdpa_params_t p;
+  jsdpa_tmap_t q, k, v;
+} jsdpa_flash_sm90_params_t;
+
+namespace jsdpa_sm90 {
+
+using namespace jsdpa_tc; /* mma.cuh: smem_u32, pack2, exp2/log2/tanh */
+typedef unsigned long long u64;
+
+constexpr int D = JSDPA_HEAD_DIM;
+constexpr int DP = (D + 63) / 64 * 64; /* padded head dim: whole 128-byte rows */
+constexpr int CB = DP / 64;            /* 64-column blocks (one TMA box each) */
+constexpr int BM = JSDPA_BLOCK_M;
+constexpr int BN = JSDPA_BLOCK_N;
+constexpr int STAGES = JSDPA_STAGES;
+constexpr int THREADS = 384;
+constexpr int Q_BYTES = BM * DP * 2;
+constexpr int KV_BYTES = BN * DP * 2; /* one K or one V buffer */
+/* Swizzled operands must start on 1024-byte boundaries (the 8-row swizzle
+ * atom); dynamic shared memory is aligned by hand, hence the slack. */
+constexpr int SMEM_BYTES = Q_BYTES + 2 * STAGES * KV_BYTES + 1024;
+constexpr int PRODUCER_REGS = 40;
+constexpr int CONSUMER_REGS = 232;
+
+static_assert(JSDPA_HEAD_DIM_V == JSDPA_HEAD_DIM,
+              "flash_sm90: v head dim must equal the qk head dim");
+static_assert(D >= 1 && D <= 256, "flash_sm90: head dim must be in 1..256");
+static_assert(JSDPA_WARPS == 12, "flash_sm90: a producer and two consumer warpgroups (12 warps)");
+static_assert(BM == 128, "flash_sm90: block_m is 128 (64 rows per consumer warpgroup)");
+static_assert(BN == 64 || BN == 128, "flash_sm90: block_n is 64 or 128");
+static_assert(STAGES >= 1 && STAGES <= 4, "flash_sm90: stages must be 1..4");
+static_assert(PRODUCER_REGS * 128 + 2 * CONSUMER_REGS * 128 <= 65536, "register file");
+
+/* Barrier slots (static shared memory). */
+enum {
+  BAR_UNIT_FULL = 0,  /* 2: a unit index was written to the ring slot */
+  BAR_UNIT_EMPTY = 2, /* 2: every consumer warp has read it */
+  BAR_Q_FULL = 4,     /* Q landed (TMA byte count) */
+  BAR_Q_EMPTY = 5,    /* every consumer warp is done reading Q */
+  BAR_K_FULL = 6,     /* STAGES each */
+  BAR_K_EMPTY = 6 + STAGES,
+  BAR_V_FULL = 6 + 2 * STAGES,
+  BAR_V_EMPTY = 6 + 3 * STAGES,
+  BAR_COUNT = 6 + 4 * STAGES,
+};
+constexpr int CONSUMER_WARPS = 8;
+
+/* ------------------------------------------------------------ PTX helpers */
+
+__device__ __forceinline__ void mbar_init(u32 bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(u32 bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(u32 bar, int bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+               : "memory");
+}
+/* Waits for the completion of the barrier's phase with the given parity. A
+ * fresh barrier counts as having completed the phase before its first, so a
+ * producer waiting on an empty barrier with parity 1 passes at once. */
+__device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) {
+  asm volatile(
+      "{\n.reg .pred done;\n"
+      "WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
+/* One TMA box of the 3-d map {head dim, heads, tokens} into shared memory,
+ * completing `bar`'s transaction count. */
+__device__ __forceinline__ void tma_load(u32 dst, const jsdpa_tmap_t* map, int col, int head,
+                                         int token, u32 bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, "
+      "{%2, %3, %4}], [%5];\n" ::"r"(dst),
+      "l"((u64)map), "r"(col), "r"(head), "r"(token), "r"(bar)
+      : "memory");
+}
+
+__device__ __forceinline__ void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_wait_all() {
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+/* Pins accumulator registers at this point of the program: the compiler does
+ * not know wgmma writes them asynchronously, so without these it could read
+ * them before the wait or move them across the issue. */
+template <int N>
+__device__ __forceinline__ void fence_regs(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+/* A shared-memory matrix descriptor with the 128-byte swizzle. K-major
+ * operands (Q, K: 64 elements of one row per 128 bytes) step 1024 bytes per 8
+ * rows (SBO) and ignore LBO. The N-major V operand (64 head-dim columns of
+ * one key per 128 bytes) steps 1024 bytes per 8 keys (SBO) and BN * 128 bytes
+ * per 64 columns (LBO). */
+__device__ __forceinline__ u64 smem_desc(u32 addr, u32 lbo) {
+  return (u64)((addr & 0x3ffff) >> 4) | ((u64)(lbo >> 4) << 16) | ((u64)(1024 >> 4) << 32) |
+         (1ull << 62);
+}
+
+/* wgmma m64nNk16 with fp32 accumulators, N/2 per thread. ss: A and B from
+ * shared memory, both K-major; acc == 0 overwrites D. rs: A from registers,
+ * B N-major (transposed), always accumulates. */
+template <int N>
+struct gemm;
+
+template <>
+struct gemm<64> {
+  static __device__ __forceinline__ void ss(float (&d)[32], u64 a, u64 b, int acc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32" JSDPA_SM90_AB
+        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "
+        "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, "
+        "0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+          "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(a), "l"(b), "r"(acc));
+  }
+  static __device__ __forceinline__ void rs(float (&d)[32], const u32 (&a)[4], u64 b) {
+    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32" JSDPA_SM90_AB
+                 " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, "
+                 "%17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+                 "{%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                   "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+                   "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+                   "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+                   "+f"(d[30]), "+f"(d[31])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+  }
+};
+template <>
+struct gemm<128> {
+  static __device__ __forceinline__ void ss(float (&d)[64], u64 a, u64 b, int acc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32" JSDPA_SM90_AB
+        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "
+        "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, "
+        "%37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, "
+        "%55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+          "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
+          "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+          "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+          "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
+          "+f"(d[63])
+        : "l"(a), "l"(b), "r"(acc));
+  }
+  static __device__ __forceinline__ void rs(float (&d)[64], const u32 (&a)[4], u64 b) {
+    asm volatile(
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32" JSDPA_SM90_AB
+        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "
+        "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, "
+        "%37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, "
+        "%55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, 1, 1, 1, 1;\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+          "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
+          "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+          "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+          "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
+          "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+  }
+};
+template <>
+struct gemm<192> {
+  static __device__ __forceinline__ void ss(float (&d)[96], u64 a, u64 b, int acc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n192k16.f32" JSDPA_SM90_AB
+        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "
+        "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, "
+        "%37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, "
+        "%55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, "
+        "%73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, "
+        "%91, %92, %93, %94, %95}, %96, %97, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+          "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
+          "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+          "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+          "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
+          "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]),
+          "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]),
+          "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]),
+          "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]),
+          "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
+        : "l"(a), "l"(b), "r"(acc));
+  }
+  static __device__ __forceinline__ void rs(float (&d)[96], const u32 (&a)[4], u64 b) {
+    asm volatile(
+        "wgmma.mma_async.sync.aligned.m64n192k16.f32" JSDPA_SM90_AB
+        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "
+        "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, "
+        "%37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, "
+        "%55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, "
+        "%73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, "
+        "%91, %92, %93, %94, %95}, {%96, %97, %98, %99}, %100, 1, 1, 1, 1;\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+          "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
+          "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+          "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+          "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
+          "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]),
+          "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]),
+          "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]),
+          "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]),
+          "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+  }
+};
+template <>
+struct gemm<256> {
+  static __device__ __forceinline__ void ss(float (&d)[128], u64 a, u64 b, int acc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32" JSDPA_SM90_AB
+        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "
+        "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, "
+        "%37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, "
+        "%55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, "
+        "%73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, "
+        "%91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, "
+        "%107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, "
+        "%122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+          "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
+          "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+          "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+          "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
+          "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]),
+          "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]),
+          "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]),
+          "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]),
+          "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]),
+          "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+          "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]),
+          "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]),
+          "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]),
+          "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "l"(a), "l"(b), "r"(acc));
+  }
+  static __device__ __forceinline__ void rs(float (&d)[128], const u32 (&a)[4], u64 b) {
+    asm volatile(
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32" JSDPA_SM90_AB
+        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "
+        "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, "
+        "%37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, "
+        "%55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, "
+        "%73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, "
+        "%91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, "
+        "%107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, "
+        "%122, %123, %124, %125, %126, %127}, {%128, %129, %130, %131}, %132, 1, 1, 1, 1;\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+          "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
+          "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+          "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+          "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
+          "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]),
+          "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]),
+          "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]),
+          "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]),
+          "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]),
+          "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+          "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]),
+          "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]),
+          "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]),
+          "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+  }
+};
+
+/* ------------------------------------------------------------ work units */
+
+typedef struct unit_s {
+  int q_begin, rows, m0;  /* first token, valid rows of the tile, tile start within the sequence */
+  int kv_begin, lk, diag; /* first key token, keys, causal offset lk - lq */
+  int head, kv_head;
+  int t_last, n_tiles; /* key tiles visited: t_last down to t_last - n_tiles + 1 */
+} unit_t;
+
+/* The producer and the consumers derive the same unit description, so both
+ * sides agree on how many tiles (and barrier phases) a unit takes. */
+__device__ __forceinline__ unit_t describe(const jsdpa_params_t& p, int u, int num_work) {
+  unit_t w;
+  const jsdpa_work_t work = p.work[u % num_work];
+  w.head = u / num_work;
+  w.kv_head = w.head / (p.heads / p.kv_heads);
+  w.q_begin = p.q_offsets[work.batch];
+  const int lq = p.q_offsets[work.batch + 1] - w.q_begin;
+  w.kv_begin = p.kv_offsets[work.batch];
+  w.lk = p.kv_offsets[work.batch + 1] - w.kv_begin;
+  w.m0 = work.m_block * BM;
+  w.rows = min(BM, lq - w.m0);
+  w.diag = w.lk - lq;
+  const int last_row = w.m0 + w.rows - 1;
+  int n_begin = 0, n_end = w.lk;
+  if (JSDPA_CAUSAL) n_end = min(n_end, last_row + w.diag + 1);
+  if (p.window_right >= 0) n_end = min(n_end, last_row + w.diag + p.window_right + 1);
+  if (p.window_left >= 0) n_begin = max(0, w.m0 + w.diag - p.window_left);
+  const int t_begin = n_begin / BN;
+  w.n_tiles = n_end > n_begin ? (n_end + BN - 1) / BN - t_begin : 0;
+  w.t_last = t_begin + w.n_tiles - 1;
+  return w;
+}
+
+/* ------------------------------------------------------------ producer */
+
+__device__ __forceinline__ void produce(const jsdpa_flash_sm90_params_t& a, u32 bars, u32 s_q,
+                                        u32 s_k, u32 s_v, volatile int* ring) {
+  const jsdpa_params_t& p = a.p;
+  const int num_work = p.schedule->num_work;
+  const int units = num_work * p.heads;
+  auto bar = [&](int i) { return bars + 8 * i; };
+  int kv_it = 0, q_it = 0;
+  for (int i = 0;; ++i) {
+    const int slot = i & 1;
+    mbar_wait(bar(BAR_UNIT_EMPTY + slot), ((i >> 1) & 1) ^ 1);
+    const int u = atomicAdd(&p.schedule->tile_counter, 1);
+    ring[slot] = u;
+    mbar_arrive(bar(BAR_UNIT_FULL + slot));
+    if (u >= units) return;
+    const unit_t w = describe(p, u, num_work);
+    if (w.n_tiles == 0) continue;
+    mbar_wait(bar(BAR_Q_EMPTY), (q_it & 1) ^ 1);
+    mbar_expect_tx(bar(BAR_Q_FULL), Q_BYTES);
+#pragma unroll
+    for (int c = 0; c < CB; ++c)
+      tma_load(s_q + c * BM * 128, &a.q, c * 64, w.head, w.q_begin + w.m0, bar(BAR_Q_FULL));
+    ++q_it;
+    for (int j = 0; j < w.n_tiles; ++j, ++kv_it) {
+      const int s = kv_it % STAGES;
+      const u32 phase = (kv_it / STAGES) & 1;
+      const int token = w.kv_begin + (w.t_last - j) * BN;
+      mbar_wait(bar(BAR_K_EMPTY + s), phase ^ 1);
+      mbar_expect_tx(bar(BAR_K_FULL + s), KV_BYTES);
+#pragma unroll
+      for (int c = 0; c < CB; ++c)
+        tma_load(s_k + s * KV_BYTES + c * BN * 128, &a.k, c * 64, w.kv_head, token,
+                 bar(BAR_K_FULL + s));
+      mbar_wait(bar(BAR_V_EMPTY + s), phase ^ 1);
+      mbar_expect_tx(bar(BAR_V_FULL + s), KV_BYTES);
+#pragma unroll
+      for (int c = 0; c < CB; ++c)
+        tma_load(s_v + s * KV_BYTES + c * BN * 128, &a.v, c * 64, w.kv_head, token,
+                 bar(BAR_V_FULL + s));
+    }
+  }
+}
+
+/* ------------------------------------------------------------ consumers */
+
+__device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s_q, u32 s_k,
+                                        u32 s_v, const volatile int* ring) {
+  const int num_work = p.schedule->num_work;
+  const int units = num_work * p.heads;
+  auto bar = [&](int i) { return bars + 8 * i; };
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int wg = warp / 4 - 1, wl = warp & 3;   /* consumer warpgroup 0/1, warp within it */
+  const int g = lane >> 2, t = lane & 3;        /* accumulator row group / column pair */
+  const int thread_row = wg * 64 + wl * 16 + g; /* this thread's first row in the tile */
+  const int win_l = p.window_left, win_r = p.window_right;
+
+  const bool softcap = p.softcap > 0.f;
+  const float mult = softcap ? 1.0f : p.scale_log2;
+  const float cap_in = softcap ? p.scale / p.softcap : 0.f;
+  const float cap_out = p.softcap * JSDPA_LOG2E;
+
+  int kv_it = 0, q_it = 0;
+  for (int i = 0;; ++i) {
+    const int slot = i & 1;
+    mbar_wait(bar(BAR_UNIT_FULL + slot), (i >> 1) & 1);
+    const int u = ring[slot];
+    __syncwarp();
+    if (lane == 0) mbar_arrive(bar(BAR_UNIT_EMPTY + slot));
+    if (u >= units) return;
+    const unit_t w = describe(p, u, num_work);
+
+    float o[DP / 2];
+#pragma unroll
+    for (int e = 0; e < DP / 2; ++e) o[e] = 0.f;
+    float row_max[2] = {JSDPA_NEG_INFINITY, JSDPA_NEG_INFINITY}, row_sum[2] = {0.f, 0.f};
+
+    if (w.n_tiles > 0) {
+      mbar_wait(bar(BAR_Q_FULL), q_it & 1);
+      ++q_it;
+      const u32 q_base = s_q + wg * 64 * 128;
+      const int m0w = w.m0 + wg * 64; /* this warpgroup's first row */
+      const int last_row = w.m0 + w.rows - 1;
+      for (int j = 0; j < w.n_tiles; ++j, ++kv_it) {
+        const int s = kv_it % STAGES;
+        const u32 phase = (kv_it / STAGES) & 1;
+        const int n0 = (w.t_last - j) * BN;
+
+        /* S = Q K^T over the padded head dim, 16 columns per wgmma. */
+        float sc[BN / 2];
+        mbar_wait(bar(BAR_K_FULL + s), phase);
+        wgmma_fence();
+        const u32 k_base = s_k + s * KV_BYTES;
+#pragma unroll
+        for (int ks = 0; ks < DP / 16; ++ks)
+          gemm<BN>::ss(sc, smem_desc(q_base + (ks / 4) * BM * 128 + (ks % 4) * 32, 16),
+                       smem_desc(k_base + (ks / 4) * BN * 128 + (ks % 4) * 32, 16), ks);
+        wgmma_commit();
+        wgmma_wait_all();
+        fence_regs(sc);
+        __syncwarp();
+        if (lane == 0) {
+          mbar_arrive(bar(BAR_K_EMPTY + s));
+          if (j == w.n_tiles - 1) mbar_arrive(bar(BAR_Q_EMPTY));
+        }
+
+        if (softcap) {
+#pragma unroll
+          for (int e = 0; e < BN / 2; ++e) sc[e] = cap_out * tanh_ex2(sc[e] * cap_in);
+        }
+        const bool full = n0 + BN <= w.lk && (!JSDPA_CAUSAL || n0 + BN - 1 <= m0w + w.diag) &&
+                          (win_r < 0 || n0 + BN - 1 <= m0w + w.diag + win_r) &&
+                          (win_l < 0 || n0 >= last_row + w.diag - win_l);
+        if (!full) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int row = w.m0 + thread_row + 8 * h;
+            int hi = w.lk - 1;
+            if (JSDPA_CAUSAL) hi = min(hi, row + w.diag);
+            if (win_r >= 0) hi = min(hi, row + w.diag + win_r);
+            const int lo = win_l >= 0 ? row + w.diag - win_l : 0;
+#pragma unroll
+            for (int n = 0; n < BN / 8; ++n)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const int col = n0 + n * 8 + 2 * t + e;
+                if (col > hi || col < lo) sc[n * 4 + 2 * h + e] = JSDPA_NEG_INFINITY;
+              }
+          }
+        }
+
+        /* Online softmax in the exp2 domain (flash.cu's), then P as A fragments. */
+        u32 pf[BN / 16][4];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float mx = row_max[h];
+#pragma unroll
+          for (int n = 0; n < BN / 8; ++n)
+            mx = fmaxf(mx, fmaxf(sc[n * 4 + 2 * h], sc[n * 4 + 2 * h + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float shift = mx == JSDPA_NEG_INFINITY ? 0.f : mx * mult;
+          const float corr = exp2_approx(row_max[h] * mult - shift);
+          row_max[h] = mx;
+          float sum = 0.f;
+#pragma unroll
+          for (int n = 0; n < BN / 8; ++n) {
+            sc[n * 4 + 2 * h] = exp2_approx(fmaf(sc[n * 4 + 2 * h], mult, -shift));
+            sc[n * 4 + 2 * h + 1] = exp2_approx(fmaf(sc[n * 4 + 2 * h + 1], mult, -shift));
+            sum += sc[n * 4 + 2 * h] + sc[n * 4 + 2 * h + 1];
+          }
+          row_sum[h] = row_sum[h] * corr + sum;
+#pragma unroll
+          for (int dt = 0; dt < DP / 8; ++dt) {
+            o[dt * 4 + 2 * h] *= corr;
+            o[dt * 4 + 2 * h + 1] *= corr;
+          }
+        }
+#pragma unroll
+        for (int k = 0; k < BN / 16; ++k) {
+          pf[k][0] = pack2(sc[8 * k + 0], sc[8 * k + 1]);
+          pf[k][1] = pack2(sc[8 * k + 2], sc[8 * k + 3]);
+          pf[k][2] = pack2(sc[8 * k + 4], sc[8 * k + 5]);
+          pf[k][3] = pack2(sc[8 * k + 6], sc[8 * k + 7]);
+        }
+
+        /* O += P V, 16 keys per wgmma. */
+        mbar_wait(bar(BAR_V_FULL + s), phase);
+        fence_regs(o);
+        wgmma_fence();
+        const u32 v_base = s_v + s * KV_BYTES;
+#pragma unroll
+        for (int k = 0; k < BN / 16; ++k)
+          gemm<DP>::rs(o, pf[k], smem_desc(v_base + k * 16 * 128, BN * 128));
+        wgmma_commit();
+        wgmma_wait_all();
+        fence_regs(o);
+        __syncwarp();
+        if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + s));
+      }
+    }
+
+    /* Epilogue: normalize, LSE, and predicated stores of the rows inside the
+     * sequence (the tile may run past its end). */
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float sum = row_sum[h];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float inv = sum > 0.f ? 1.0f / sum : 0.f;
+      const int r = thread_row + 8 * h;
+      if (r >= w.rows) continue;
+      const long long token = w.q_begin + w.m0 + r;
+      if (p.lse != 0 && t == 0)
+        p.lse[token * p.heads + w.head] =
+            sum > 0.f ? (row_max[h] * mult + log2_approx(sum)) * JSDPA_LN2 : JSDPA_NEG_INFINITY;
+      jsdpa_elem_t* dst =
+          (jsdpa_elem_t*)p.o + token * p.o_token_stride + (long long)w.head * p.o_head_stride;
+#pragma unroll
+      for (int dt = 0; dt < DP / 8; ++dt) {
+        const int col = dt * 8 + 2 * t;
+        if (col >= D) continue;
+        const u32 v = pack2(o[dt * 4 + 2 * h] * inv, o[dt * 4 + 2 * h + 1] * inv);
+        if (D % 2 == 0 || col + 1 < D)
+          *(u32*)(dst + col) = v;
+        else
+          dst[col] = (jsdpa_elem_t)v;
+      }
+    }
+  }
+}
+
+}  // namespace jsdpa_sm90
+
+extern "C" __device__ const int jsdpa_launch[4] = {jsdpa_sm90::THREADS, jsdpa_sm90::SMEM_BYTES,
+                                                   JSDPA_BLOCK_M, JSDPA_BLOCK_N};
+
+/* __launch_bounds__(THREADS, 1) caps registers at entry, which setmaxnreg needs. */
+extern "C" __global__ void __launch_bounds__(jsdpa_sm90::THREADS, 1)
+    JSDPA_KERNEL_NAME(const __grid_constant__ jsdpa_flash_sm90_params_t a) {
+  using namespace jsdpa_sm90;
+  extern __shared__ unsigned char jsdpa_sm90_smem[];
+  __shared__ __align__(8) unsigned long long barriers[BAR_COUNT];
+  __shared__ volatile int ring[2];
+  if (a.p.schedule->error) return;
+  const u32 base = (smem_u32(jsdpa_sm90_smem) + 1023) & ~1023u;
+  const u32 s_q = base, s_k = base + Q_BYTES, s_v = s_k + STAGES * KV_BYTES;
+  const u32 bars = smem_u32(barriers);
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < 2; ++i) {
+      mbar_init(bars + 8 * (BAR_UNIT_FULL + i), 1);
+      mbar_init(bars + 8 * (BAR_UNIT_EMPTY + i), CONSUMER_WARPS);
+    }
+    mbar_init(bars + 8 * BAR_Q_FULL, 1);
+    mbar_init(bars + 8 * BAR_Q_EMPTY, CONSUMER_WARPS);
+    for (int s = 0; s < STAGES; ++s) {
+      mbar_init(bars + 8 * (BAR_K_FULL + s), 1);
+      mbar_init(bars + 8 * (BAR_K_EMPTY + s), CONSUMER_WARPS);
+      mbar_init(bars + 8 * (BAR_V_FULL + s), 1);
+      mbar_init(bars + 8 * (BAR_V_EMPTY + s), CONSUMER_WARPS);
+    }
+    /* The barriers are written by the generic proxy and completed by TMA. */
+    asm volatile("fence.mbarrier_init.release.cluster;\nfence.proxy.async.shared::cta;\n" ::
+                     : "memory");
+  }
+  __syncthreads();
+  if (threadIdx.x < 128) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(PRODUCER_REGS));
+    if (threadIdx.x == 0) {
+      asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)&a.q) : "memory");
+      asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)&a.k) : "memory");
+      asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)&a.v) : "memory");
+      produce(a, bars, s_q, s_k, s_v, ring);
+    }
+  } else {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(CONSUMER_REGS));
+    consume(a.p, bars, s_q, s_k, s_v, ring);
+  }
+}
