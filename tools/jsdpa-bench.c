@@ -18,6 +18,7 @@
 #include "cuda_dl.h"
 #include "jsdpa.h"
 #include "toolutil.h"
+#include "tuning.h"
 
 typedef struct args_s {
   const char* file;
@@ -29,6 +30,8 @@ typedef struct args_s {
   int dtype;  /* 0: the file's list */
   int causal; /* -1: the file's list */
   int warmup, reps;
+  bool tile_set; /* --tile: every tiled kernel runs this tile */
+  jsdpa_gen_tile_t tile;
 } args_t;
 
 static void usage(FILE* f) {
@@ -43,6 +46,8 @@ static void usage(FILE* f) {
           "  --dtype fp16|bf16|fp32   one dtype instead of the file's\n"
           "  --causal 0|1         one causal setting instead of the file's\n"
           "  --backend NAME       auto (default), flash, efficient, math\n"
+          "  --tile mMnNwWsS      run the tiled backends with this tile (e.g. m64n32w4s1)\n"
+          "                       instead of the tuning database's or the default\n"
           "  --warmup N --reps N  calls before timing (3) and timed calls (15)\n"
           "  --json FILE          also write the cells as JSON\n");
 }
@@ -145,6 +150,16 @@ static int parse_args(int argc, char** argv, args_t* a) {
         return 2;
       }
       a->backend = found;
+    } else if (!strcmp(opt, "--tile")) {
+      jsdpa_gen_tile_t* t = &a->tile;
+      int used = 0;
+      if (sscanf(val, "m%dn%dw%ds%d%n", &t->block_m, &t->block_n, &t->warps, &t->stages,
+                 &used) != 4 ||
+          val[used] != '\0') {
+        fprintf(stderr, "jsdpa-bench: --tile '%s' is not of the form m64n32w4s1\n", val);
+        return 2;
+      }
+      a->tile_set = true;
     } else if (!strcmp(opt, "--warmup") && toolutil_parse_i64(val, 0, 1000, &n)) {
       a->warmup = (int)n;
     } else if (!strcmp(opt, "--reps") && toolutil_parse_i64(val, 1, 100000, &n)) {
@@ -205,6 +220,13 @@ int main(int argc, char** argv) {
     fprintf(stderr, "jsdpa-bench: no GPU: %s\n", no_gpu ? no_gpu : "");
     jsdpa_context_destroy(b.ctx);
     return 1;
+  }
+  if (a.tile_set) {
+    /* A tile the family cannot run is reported per cell by the backend check. */
+    jsdpa_tuning_t* forced = jsdpa_tuning_create_forced(a.tile);
+    if (!forced)
+      toolutil_die_status("--tile", jsdpa_make_status(JSDPA_STATUS_OUT_OF_MEMORY, "out of memory"));
+    jsdpa_tuning_destroy(jsdpa_tuning_swap(b.ctx, forced));
   }
   char name[256] = "";
   b.cu = toolutil_gpu_open(name, sizeof(name));
