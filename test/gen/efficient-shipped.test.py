@@ -1,0 +1,29 @@
+"""Instruction checks for the shipped efficient kernels (efficient-shipped.test)."""
+import json
+import os
+import sys
+
+out = sys.argv[1]
+kernels = json.load(open(os.path.join(out, "manifest.json")))["kernels"]
+common = ("cp.async.cg.shared.global", "ldmatrix.sync.aligned.m8n8.x4.shared.b16")
+fp32 = tf32 = half = 0
+bad = []
+for k in kernels:
+    ptx = open(os.path.join(out, k["name"] + ".ptx")).read()
+    need = list(common)
+    if k["dtype"] == "fp32":
+        fp32 += 1
+        tf32 += k["tf32"]
+        need += ["mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32", "cvt.rna.tf32.f32"]
+        # The fp32-accurate kernel issues three tf32 products where its TF32 twin issues one.
+        if k["tf32"]:
+            twin = os.path.join(out, k["name"].replace("_fp32_tf32_", "_fp32_") + ".ptx")
+            n_twin = open(twin).read().count("mma.sync") if os.path.exists(twin) else -1
+            if n_twin != 3 * ptx.count("mma.sync"):
+                bad.append(f"{k['name']} ({ptx.count('mma.sync')} mma, twin {n_twin})")
+    else:
+        half += 1
+        need += ["mma.sync.aligned.m16n8k16.row.col.f32", "ldmatrix.sync.aligned.m8n8.x4.trans"]
+    if any(n not in ptx for n in need) or "ld.local" in ptx or "st.local" in ptx:
+        bad.append(k["name"])
+print(f"fp32 kernels: {fp32} (tf32 opted in: {tf32}), 16-bit kernels: {half}, bad: {bad}")
