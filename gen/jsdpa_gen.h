@@ -191,6 +191,9 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
 /* Builds a variant with the default tile (what the runtime does per call). */
 /* Dynamic shared memory of a tiled variant's kernel (0 for the math family). */
 int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* variant);
+/* Work units per (query tile, head) of the variant's kernel: the efficient
+ * family's output slices when they are separate units, else 1. */
+int64_t jsdpa_gen_work_slices(const jsdpa_gen_variant_t* variant);
 
 jsdpa_gen_variant_t jsdpa_gen_variant_make(jsdpa_gen_family_t family, jsdpa_gen_arch_t arch,
                                            jsdpa_gen_dtype_t dtype, int head_dim,

@@ -149,47 +149,81 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
     case JSDPA_GEN_FAMILY_EFFICIENT: {
       /* The first tile whose shared memory leaves two blocks per SM (113 KiB
        * of sm_80/90's 228; sm_86/89's 99 KiB allow one), from 64 keys double-
-       * buffered down to 32 rows of 2 warps, single-buffered. */
+       * buffered down to 32 rows of 2 warps, single-buffered. A 16-bit value
+       * head dim above 256 runs wide (a warp group per slice, one block per
+       * SM): the largest tile that fits the SM then. */
       static const jsdpa_gen_tile_t order[] = {
           {64, 64, 4, 2}, {64, 32, 4, 2}, {64, 64, 4, 1}, {64, 32, 4, 1}, {32, 32, 2, 1},
       };
-      const int64_t budget = arch.sm == 86 || arch.sm == 89 ? 99 * 1024 : 113 * 1024;
-      const size_t count = sizeof(order) / sizeof(order[0]);
+      static const jsdpa_gen_tile_t wide[] = {{64, 64, 4, 1}, {64, 32, 4, 1}, {32, 32, 2, 1}};
+      const bool big16 = dtype != JSDPA_GEN_DTYPE_FP32 && head_dim_v > 256;
+      const jsdpa_gen_tile_t* list = big16 ? wide : order;
+      const size_t count =
+          big16 ? sizeof(wide) / sizeof(wide[0]) : sizeof(order) / sizeof(order[0]);
+      const int64_t sm_kib = arch.sm == 86 || arch.sm == 89 ? 99 : (arch.sm == 80 ? 163 : 227);
+      const int64_t budget = (big16 || sm_kib < 113 ? sm_kib : 113) * 1024;
       for (size_t i = 0; i < count; ++i) {
         jsdpa_gen_variant_t v = {.family = family, .arch = arch, .dtype = dtype,
-                                 .head_dim = head_dim, .head_dim_v = head_dim_v, .tile = order[i]};
-        if (jsdpa_gen_smem_bytes(&v) <= budget) return order[i];
+                                 .head_dim = head_dim, .head_dim_v = head_dim_v, .tile = list[i]};
+        if (jsdpa_gen_smem_bytes(&v) <= budget) return list[i];
       }
-      return order[count - 1];
+      return list[count - 1];
     }
     default: return (jsdpa_gen_tile_t){4, 1, 4, 1}; /* math: 4 rows (warps) per block */
   }
 }
 
+/* The efficient template's output slicing (efficient.cu: SLICES, DVS, WIDE):
+ * value head dims above 256 columns are cut into slices; for 16-bit inputs
+ * whose key tile splits evenly, the slices are warp groups of one block
+ * ("wide"), otherwise separate work units. */
+typedef struct efficient_shape_s {
+  int64_t es, dp, dvs, slices, groups;
+} efficient_shape_t;
+
+static efficient_shape_t efficient_shape(const jsdpa_gen_variant_t* v) {
+  efficient_shape_t s;
+  s.es = v->dtype == JSDPA_GEN_DTYPE_FP32 ? 4 : 2;
+  const int64_t ke = 32 / s.es, vq = s.es == 4 ? 8 : 16;
+  s.dp = (v->head_dim + ke - 1) / ke * ke;
+  const int64_t dvq = (v->head_dim_v + vq - 1) / vq * vq;
+  s.slices = (dvq + 255) / 256;
+  s.dvs = ((dvq + s.slices - 1) / s.slices + vq - 1) / vq * vq;
+  const bool wide = s.es == 2 && s.slices > 1 && v->tile.block_n % (16 * s.slices) == 0;
+  s.groups = wide ? s.slices : 1;
+  return s;
+}
+
+int64_t jsdpa_gen_work_slices(const jsdpa_gen_variant_t* v) {
+  if (v->family != JSDPA_GEN_FAMILY_EFFICIENT) return 1;
+  const efficient_shape_t s = efficient_shape(v);
+  return s.groups > 1 ? 1 : s.slices;
+}
+
 /* Mirrors the templates' SMEM_BYTES (flash.cu, efficient.cu): a Q tile and
  * STAGES K and V tiles with rows padded to the mma step plus 16 bytes; the
- * efficient family's V rows hold one output slice of at most 256 columns. */
+ * efficient family's V rows hold one output slice of at most 256 columns
+ * (wide: every group's), and a wide tile adds P and the groups' row maxima
+ * and sums. */
 int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* v) {
   const jsdpa_gen_tile_t* t = &v->tile;
   /* flash_sm90.cu: 128-byte rows (head dim padded to 64) plus 1 KiB to align them. */
   if (v->family == JSDPA_GEN_FAMILY_FLASH && t->warps == JSDPA_GEN_FLASH_SM90_WARPS) {
-    const int64_t row = (v->head_dim + 63) / 64 * 64 * 2;
-    return (t->block_m + 2 * (int64_t)t->stages * t->block_n) * row + 1024;
+    const int64_t row = (v->head_dim + 63) / 64 * 64 * 2, q = t->block_m * row;
+    const int64_t kv = 2 * (int64_t)t->stages * t->block_n * row + 1024;
+    return (2 * q + kv <= 227 * 1024 ? 2 : 1) * q + kv; /* Q double-buffered where it fits */
   }
   if (v->family == JSDPA_GEN_FAMILY_FLASH) {
     const int64_t pitch = (v->head_dim + 15) / 16 * 16 + 8;
     return (t->block_m + 2 * (int64_t)t->stages * t->block_n) * pitch * 2;
   }
   if (v->family != JSDPA_GEN_FAMILY_EFFICIENT) return 0;
-  const int64_t es = v->dtype == JSDPA_GEN_DTYPE_FP32 ? 4 : 2, ke = 32 / es;
-  const int64_t vq = es == 4 ? 8 : 16;
-  const int64_t dp = (v->head_dim + ke - 1) / ke * ke;
-  const int64_t dvq = (v->head_dim_v + vq - 1) / vq * vq;
-  const int64_t slices = (dvq + 255) / 256;
-  const int64_t dvs = ((dvq + slices - 1) / slices + vq - 1) / vq * vq;
-  const int64_t qrow = dp * es + 16, vrow = dvs * es + 16;
+  const efficient_shape_t s = efficient_shape(v);
+  const int64_t qrow = s.dp * s.es + 16, vrow = s.groups * s.dvs * s.es + 16;
+  const int64_t p =
+      s.groups > 1 ? t->block_m * (t->block_n * 2 + 16) + 8 * s.groups * t->block_m : 0;
   return t->block_m * (qrow > vrow ? qrow : vrow) +
-         (int64_t)t->stages * t->block_n * (qrow + vrow);
+         (int64_t)t->stages * t->block_n * (qrow + vrow) + p;
 }
 
 jsdpa_gen_variant_t jsdpa_gen_variant_make(jsdpa_gen_family_t family, jsdpa_gen_arch_t arch,

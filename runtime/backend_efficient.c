@@ -14,11 +14,8 @@
 #include "internal.h"
 #include "tuning.h"
 
-/* Output slices of the template (efficient.cu's SLICES). */
-static int64_t slices_of(const jsdpa_gen_variant_t* v) {
-  const int64_t vq = v->dtype == JSDPA_GEN_DTYPE_FP32 ? 8 : 16;
-  return ((v->head_dim_v + vq - 1) / vq * vq + 255) / 256;
-}
+/* Units per (query tile, head): output slices that are separate units. */
+static int64_t slices_of(const jsdpa_gen_variant_t* v) { return jsdpa_gen_work_slices(v); }
 
 static jsdpa_gen_variant_t efficient_variant(const jsdpa_context_t* ctx, const jsdpa_call_t* call,
                                              bool* out_tuned) {
@@ -103,7 +100,7 @@ static bool efficient_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, ch
 static jsdpa_status_t efficient_run(jsdpa_context_t* ctx, const jsdpa_call_t* call) {
   bool tuned = false;
   jsdpa_gen_variant_t variant = efficient_variant(ctx, call, &tuned);
-  jsdpa_log(ctx, 1, "efficient: tile m%dn%dw%ds%d (%s), %lld output slice(s)%s",
+  jsdpa_log(ctx, 1, "efficient: tile m%dn%dw%ds%d (%s), %lld unit(s) per query tile%s",
             variant.tile.block_m, variant.tile.block_n, variant.tile.warps, variant.tile.stages,
             tuned ? "tuned" : "family default", (long long)slices_of(&variant),
             variant.tf32 ? ", TF32 (opted in)" : "");

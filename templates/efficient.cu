@@ -73,10 +73,21 @@ constexpr int BM = JSDPA_BLOCK_M;
 constexpr int BN = JSDPA_BLOCK_N;
 constexpr int WARPS = JSDPA_WARPS;
 constexpr int STAGES = JSDPA_STAGES;
-constexpr int THREADS = 32 * WARPS;
+/* Wide mode (16-bit, more than one slice, and key tiles that split evenly):
+ * the slices become warp groups of one block instead of separate units. Each
+ * group of WARPS warps computes S for all BM rows but only its BN / GROUPS
+ * keys, the groups agree on each row's maximum through shared memory, write
+ * their part of P there, and every group then multiplies all of P by its own
+ * slice of V. Q K^T is computed once instead of once per slice, for a P round
+ * trip through shared memory (BM x BN 16-bit values per key tile). */
+constexpr bool WIDE = !F32 && SLICES > 1 && BN % (16 * SLICES) == 0;
+constexpr int GROUPS = WIDE ? SLICES : 1;
+constexpr int UNIT_SLICES = WIDE ? 1 : SLICES; /* slices that are separate work units */
+constexpr int KN = BN / GROUPS;                 /* keys of one group's scores */
+constexpr int THREADS = 32 * WARPS * GROUPS;
 constexpr int WM = BM / WARPS;
 constexpr int MT = WM / 16;
-constexpr int NT = BN / 8;
+constexpr int NT = KN / 8; /* n8 tiles of one warp's scores */
 constexpr int KS = DP / KE;             /* k steps of Q K^T */
 constexpr int DT = DVS / 8;             /* n8 tiles of the output slice */
 constexpr int KV = BN / (F32 ? 8 : 16); /* k steps of P V */
@@ -85,14 +96,18 @@ constexpr int KV = BN / (F32 ? 8 : 16); /* k steps of P V */
  * fp32 V the 32-bit reads of rows 2t, 2t + 1 and columns g are then also
  * conflict-free (bank 8t + g, or 24t + g, mod 32). */
 constexpr int QROW = DP * ES + 16;
-constexpr int VROW = DVS * ES + 16;
+constexpr int VROW = GROUPS * DVS * ES + 16; /* wide: every group's slice in one row */
 constexpr int QCH = DP * ES / 16; /* 16-byte chunks per padded row */
-constexpr int VCH = DVS * ES / 16;
+constexpr int VCH = GROUPS * DVS * ES / 16; /* chunks of one V row load */
+constexpr int OCH = DVS * ES / 16;          /* chunks of one warp's output row */
+constexpr int PROW = BN * 2 + 16;           /* wide: P rows, 16-bit */
 /* The Q tile's buffer also stages the output slice (rows at pitch VROW). */
 constexpr int SMEM_Q = BM * (QROW > VROW ? QROW : VROW);
 constexpr int SMEM_K = BN * QROW;
 constexpr int SMEM_V = BN * VROW;
-constexpr int SMEM_BYTES = SMEM_Q + STAGES * (SMEM_K + SMEM_V);
+/* Wide: P, and per (group, row) the partial maxima and sums. */
+constexpr int SMEM_P = WIDE ? BM * PROW + 2 * GROUPS * BM * 4 : 0;
+constexpr int SMEM_BYTES = SMEM_Q + STAGES * (SMEM_K + SMEM_V) + SMEM_P;
 constexpr int QF = PASSES == 3 ? 2 : 1; /* registers per Q fragment word: big (+ small) */
 constexpr bool Q_IN_REGS = MT * (NT + DT + KS * QF) * 4 <= 160;
 
@@ -175,8 +190,11 @@ __device__ __forceinline__ void load_rows(u32 dst, const elem_t* src, long long 
 
 __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m_block, int head,
                                        int slice, unsigned char* smem) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = lane >> 2, t = lane & 3; /* mma fragment row group / column pair */
+  const int lane = threadIdx.x & 31;
+  /* Wide: this warp's group (slice), else 0; and its 16 * MT rows in the tile. */
+  const int grp = WIDE ? (threadIdx.x >> 5) / WARPS : 0;
+  const int warp = WIDE ? (threadIdx.x >> 5) % WARPS : threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;       /* mma fragment row group / column pair */
 
   const int q_begin = p.q_offsets[batch], lq = p.q_offsets[batch + 1] - q_begin;
   const int kv_begin = p.kv_offsets[batch], lk = p.kv_offsets[batch + 1] - kv_begin;
@@ -185,8 +203,9 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
   const int diag = lk - lq; /* row i's causal limit is key i + diag */
   const int kv_head = head / (p.heads / p.kv_heads);
   const int wl = p.window_left, wr = p.window_right;
-  const int c0 = slice * DVS;                       /* this unit's output columns */
-  const int v_real = (min(DV, c0 + DVS) - c0) * ES; /* bytes of them that exist */
+  const int c0 = (WIDE ? grp : slice) * DVS;           /* this warp's output columns */
+  const int o_real = max(0, min(DV, c0 + DVS) - c0) * ES; /* bytes of them that exist */
+  const int v_real = WIDE ? DV * ES : o_real;           /* bytes of a V row to load */
 
   /* Keys visible to some row of this tile: [n_begin, n_end). */
   const int last_row = m0 + rows - 1;
@@ -203,11 +222,16 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
   const elem_t* kg = (const elem_t*)p.k + (long long)kv_begin * p.k_token_stride +
                      (long long)kv_head * p.k_head_stride;
   const elem_t* vg = (const elem_t*)p.v + (long long)kv_begin * p.v_token_stride +
-                     (long long)kv_head * p.v_head_stride + c0;
+                     (long long)kv_head * p.v_head_stride + (WIDE ? 0 : c0);
 
   const u32 s_q = smem_u32(smem);
   const u32 s_k = s_q + SMEM_Q;
   const u32 s_v = s_k + STAGES * SMEM_K;
+#if !defined(JSDPA_DTYPE_FP32)
+  const u32 s_p = s_v + STAGES * SMEM_V; /* wide: P */
+#endif
+  float* red_max = (float*)(smem + SMEM_Q + STAGES * (SMEM_K + SMEM_V) + BM * PROW);
+  float* red_sum = red_max + GROUPS * BM;
 
   /* The j-th tile visited (from the last): key tile t_last - j. */
   auto load_k = [&](int j) {
@@ -247,9 +271,15 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
    * so that one k step is 32 bytes for either width. V: 16-bit as flash.cu
    * (ldmatrix.trans); fp32 rows 2t and 2t + 1, column g (the permuted keys). */
   const u32 q_off = (warp * WM + (lane & 15)) * QROW + (lane >> 4) * 16;
-  const u32 k_off = ((lane & 7) + ((lane >> 4) << 3)) * QROW + ((lane >> 3) & 1) * 16;
+  /* Wide: a group's keys start KN rows into the K tile, its V columns c0
+   * into the V rows; P's A fragments are addressed like Q's. */
+  const u32 k_off = (grp * KN + (lane & 7) + ((lane >> 4) << 3)) * QROW + ((lane >> 3) & 1) * 16;
   const u32 v_off = F32 ? 2 * t * VROW + g * 4
-                        : ((lane & 7) + (((lane >> 3) & 1) << 3)) * VROW + (lane >> 4) * 16;
+                        : ((lane & 7) + (((lane >> 3) & 1) << 3)) * VROW + (lane >> 4) * 16 +
+                              (WIDE ? c0 * ES : 0);
+#if !defined(JSDPA_DTYPE_FP32)
+  const u32 p_off = (warp * WM + (lane & 15)) * PROW + (lane >> 4) * 16;
+#endif
 
   if (n_tiles > 0) {
     load_rows<BM, QCH, QROW>(s_q, qg, p.q_token_stride, rows, D * ES, p.q);
@@ -355,10 +385,29 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
           for (int n = 0; n < NT; ++n)
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
-              const int col = n0 + n * 8 + 2 * t + e;
+              const int col = n0 + grp * KN + n * 8 + 2 * t + e;
               if (col > hi || col < lo) s[mt][n][2 * h + e] = JSDPA_NEG_INFINITY;
             }
         }
+    }
+
+    /* Wide: each group has the maximum over its keys only; they meet in
+     * shared memory (written by lane t == 0 of each row's quad). */
+    if (WIDE) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float mx = JSDPA_NEG_INFINITY;
+#pragma unroll
+          for (int n = 0; n < NT; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          if (t == 0) red_max[grp * BM + warp * WM + mt * 16 + g + 8 * h] = mx;
+        }
+      /* Every group's partial maxima are written (and every warp is past
+       * reading the last tile's, which happened before the previous barrier). */
+      __syncthreads();
     }
 
     /* Online softmax in the exp2 domain; the scale is folded into the FFMA. */
@@ -367,10 +416,17 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         float mx = row_max[mt][h];
+        if (WIDE) {
 #pragma unroll
-        for (int n = 0; n < NT; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          for (int gi = 0; gi < GROUPS; ++gi)
+            mx = fmaxf(mx, red_max[gi * BM + warp * WM + mt * 16 + g + 8 * h]);
+        } else {
+#pragma unroll
+          for (int n = 0; n < NT; ++n)
+            mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        }
         /* A row that has seen only masked keys keeps max -inf: subtract 0
          * instead, so exp2 gives 0 rather than NaN. */
         const float shift = mx == JSDPA_NEG_INFINITY ? 0.f : mx * mult;
@@ -383,16 +439,29 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
           s[mt][n][2 * h + 1] = exp2_approx(fmaf(s[mt][n][2 * h + 1], mult, -shift));
           sum += s[mt][n][2 * h] + s[mt][n][2 * h + 1];
         }
-        row_sum[mt][h] = row_sum[mt][h] * corr + sum;
+        row_sum[mt][h] = row_sum[mt][h] * corr + sum; /* wide: this group's keys only */
 #pragma unroll
         for (int dt = 0; dt < DT; ++dt) {
           o[mt][dt][2 * h] *= corr;
           o[mt][dt][2 * h + 1] *= corr;
         }
       }
+#if !defined(JSDPA_DTYPE_FP32)
+      /* Wide: this warp's 16 rows x KN keys of P into the block's P tile. */
+      if (WIDE) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int n = 0; n < NT; ++n)
+            st_shared_u32(s_p + (warp * WM + mt * 16 + g + 8 * h) * PROW +
+                              (grp * KN + n * 8 + 2 * t) * 2,
+                          pack2(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
+      }
+#endif
     }
 
-    /* V(j) landed; every warp is done with Q K(j), so its buffer takes K(j + STAGES). */
+    /* V(j) landed; every warp is done with Q K(j), so its buffer takes
+     * K(j + STAGES); wide: every group's part of P is written. */
     cp_async_wait<2 * STAGES - 2>();
     __syncthreads();
     load_k(j + STAGES);
@@ -412,10 +481,16 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
         split_tf32(s[mt][k][1], pa[mt][2], ps[mt][2]);
         split_tf32(s[mt][k][3], pa[mt][3], ps[mt][3]);
 #else
-        pa[mt][0] = pack2(s[mt][2 * k][0], s[mt][2 * k][1]);
-        pa[mt][1] = pack2(s[mt][2 * k][2], s[mt][2 * k][3]);
-        pa[mt][2] = pack2(s[mt][2 * k + 1][0], s[mt][2 * k + 1][1]);
-        pa[mt][3] = pack2(s[mt][2 * k + 1][2], s[mt][2 * k + 1][3]);
+        if (WIDE) {
+          ldmatrix_x4(pa[mt], s_p + p_off + mt * 16 * PROW + k * 32);
+        } else {
+          /* (NT - 1 bounds the index for wide tiles, where this is not run.) */
+          const int na = 2 * k < NT ? 2 * k : NT - 1, nb = 2 * k + 1 < NT ? 2 * k + 1 : NT - 1;
+          pa[mt][0] = pack2(s[mt][na][0], s[mt][na][1]);
+          pa[mt][1] = pack2(s[mt][na][2], s[mt][na][3]);
+          pa[mt][2] = pack2(s[mt][nb][0], s[mt][nb][1]);
+          pa[mt][3] = pack2(s[mt][nb][2], s[mt][nb][3]);
+        }
         ps[mt][0] = ps[mt][1] = ps[mt][2] = ps[mt][3] = 0u;
 #endif
       }
@@ -445,19 +520,39 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
   }
 
   /* Epilogue: normalize, LSE (slice 0 writes it), and the output slice
-   * through this warp's own rows of the Q buffer, staged at pitch VROW. Every
-   * warp finished reading Q before the last barrier above, so the other
-   * pitch cannot collide with a Q row still in use. */
+   * through this warp's own rows of the Q buffer, staged at pitch VROW (wide:
+   * each group at its columns). Every warp finished reading Q before the last
+   * barrier above, so the other pitch cannot collide with a Q row in use. */
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      row_sum[mt][h] += __shfl_xor_sync(0xffffffffu, row_sum[mt][h], 1);
+      row_sum[mt][h] += __shfl_xor_sync(0xffffffffu, row_sum[mt][h], 2);
+      if (WIDE && t == 0) red_sum[grp * BM + warp * WM + mt * 16 + g + 8 * h] = row_sum[mt][h];
+    }
+  if (WIDE) {
+    /* Each group summed P over its keys only: the row's sum is theirs together. */
+    __syncthreads();
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float sum = 0.f;
+#pragma unroll
+        for (int gi = 0; gi < GROUPS; ++gi) sum += red_sum[gi * BM + warp * WM + mt * 16 + g + 8 * h];
+        row_sum[mt][h] = sum;
+      }
+  }
+  const int stage0 = (WIDE ? c0 : 0) * ES; /* this warp's columns in a staged row */
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float sum = row_sum[mt][h];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float sum = row_sum[mt][h];
       const float inv = sum > 0.f ? 1.0f / sum : 0.f;
       const int r = warp * WM + mt * 16 + g + 8 * h;
-      if (p.lse != 0 && slice == 0 && t == 0 && r < rows) {
+      if (p.lse != 0 && (WIDE ? grp : slice) == 0 && t == 0 && r < rows) {
         const float lse =
             sum > 0.f ? (row_max[mt][h] * mult + log2_approx(sum)) * JSDPA_LN2 : JSDPA_NEG_INFINITY;
         p.lse[(long long)(q_begin + m0 + r) * p.heads + head] = lse;
@@ -466,10 +561,10 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
       for (int dt = 0; dt < DT; ++dt) {
         const float x0 = o[mt][dt][2 * h] * inv, x1 = o[mt][dt][2 * h + 1] * inv;
 #if defined(JSDPA_DTYPE_FP32)
-        st_shared_v2(s_q + r * VROW + (dt * 8 + 2 * t) * 4, __float_as_uint(x0),
+        st_shared_v2(s_q + r * VROW + stage0 + (dt * 8 + 2 * t) * 4, __float_as_uint(x0),
                      __float_as_uint(x1));
 #else
-        st_shared_u32(s_q + r * VROW + (dt * 8 + 2 * t) * 2, pack2(x0, x1));
+        st_shared_u32(s_q + r * VROW + stage0 + (dt * 8 + 2 * t) * 2, pack2(x0, x1));
 #endif
       }
     }
@@ -478,22 +573,22 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
   elem_t* og = (elem_t*)p.o + (long long)(q_begin + m0) * p.o_token_stride +
                (long long)head * p.o_head_stride + c0;
 #pragma unroll
-  for (int it = 0; it < (WM * VCH + 31) / 32; ++it) {
+  for (int it = 0; it < (WM * OCH + 31) / 32; ++it) {
     const int i = lane + it * 32;
-    if ((WM * VCH) % 32 != 0 && i >= WM * VCH) break;
-    const int r = warp * WM + i / VCH, c = i % VCH;
-    if (r >= rows || c * 16 >= v_real) continue;
+    if ((WM * OCH) % 32 != 0 && i >= WM * OCH) break;
+    const int r = warp * WM + i / OCH, c = i % OCH;
+    if (r >= rows || c * 16 >= o_real) continue;
     u32 v[4];
-    ld_shared_v4(s_q + r * VROW + c * 16, v);
+    ld_shared_v4(s_q + r * VROW + stage0 + c * 16, v);
     char* dst = (char*)(og + (long long)r * p.o_token_stride) + c * 16;
-    if (c * 16 + 16 <= v_real) {
+    if (c * 16 + 16 <= o_real) {
       st_global_v4(dst, v);
     } else {
       /* The row's last, partial chunk: whole elements only (unrolled, so v
        * stays in registers). */
 #pragma unroll
       for (int e = 0; e < 16 / ES; ++e) {
-        if (c * 16 + (e + 1) * ES > v_real) break;
+        if (c * 16 + (e + 1) * ES > o_real) break;
         const u32 word = v[e * ES / 4];
         if (ES == 4)
           ((u32*)dst)[e] = word;
@@ -510,23 +605,24 @@ extern "C" __device__ const int jsdpa_launch[4] = {jsdpa_eff::THREADS, jsdpa_eff
                                                    JSDPA_BLOCK_M, JSDPA_BLOCK_N};
 
 /* The persistent loop of flash.cu; a unit is (slice, work item, head), slices
- * fastest, then work items longest first, then heads. */
+ * fastest, then work items longest first, then heads (wide: no slice index,
+ * the block's warp groups cover them). */
 extern "C" __global__ void __launch_bounds__(jsdpa_eff::THREADS, 1)
     JSDPA_KERNEL_NAME(const jsdpa_params_t p) {
   extern __shared__ __align__(128) unsigned char jsdpa_eff_smem[];
   __shared__ int next_unit[2];
   if (p.schedule->error) return;
   const int num_work = p.schedule->num_work;
-  const int units = num_work * p.heads * jsdpa_eff::SLICES;
+  const int units = num_work * p.heads * jsdpa_eff::UNIT_SLICES;
   if (threadIdx.x == 0) next_unit[0] = atomicAdd(&p.schedule->tile_counter, 1);
   __syncthreads();
   int u = next_unit[0];
   for (int parity = 1; u < units; parity ^= 1) {
     int next = 0;
     if (threadIdx.x == 0) next = atomicAdd(&p.schedule->tile_counter, 1);
-    const int rest = u / jsdpa_eff::SLICES;
+    const int rest = u / jsdpa_eff::UNIT_SLICES;
     const jsdpa_work_t w = p.work[rest % num_work];
-    jsdpa_eff::attend(p, w.batch, w.m_block, rest / num_work, u % jsdpa_eff::SLICES,
+    jsdpa_eff::attend(p, w.batch, w.m_block, rest / num_work, u % jsdpa_eff::UNIT_SLICES,
                       jsdpa_eff_smem);
     if (threadIdx.x == 0) next_unit[parity] = next;
     /* Publishes the next unit; the next unit's loads overwrite shared memory
