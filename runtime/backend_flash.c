@@ -2,9 +2,9 @@
  * mma.sync + ldmatrix + cp.async, online softmax) for fp16/bf16 on sm_80 and
  * newer, head dims 1..256 with equal q/k and v dims. On sm_90a the Hopper
  * template (templates/flash_sm90.cu: wgmma, TMA, warp specialization) takes
- * the call when JSDPA_FLASH_SM90=1 (off by default until it has passed the
- * GPU suite); JSDPA_FLASH_SM80=1 always keeps the sm80 template. The Hopper
- * kernel takes the parameters plus three TMA tensor maps built here.
+ * the call (docs/hopper.md says when not); JSDPA_FLASH_SM80=1 always keeps
+ * the sm80 template, JSDPA_FLASH_SM90=1 skips the speed preference for it.
+ * The Hopper kernel takes the parameters plus three TMA tensor maps built here.
  *
  * Launch convention (the template's header says the same): a persistent grid
  * of min(resident blocks per SM x SMs, work tiles x heads) blocks; each block
@@ -33,11 +33,16 @@ typedef struct flash_sm90_params_s {
 
 /* The template's shared memory (SMEM_BYTES). flash.cu: a Q tile and STAGES K
  * and V tiles, rows padded to a multiple of 16 elements plus 8. flash_sm90.cu:
- * the same tiles with rows of whole 128-byte swizzle rows, plus 1 KiB of
- * alignment slack. */
+ * one or two Q tiles and the K and V tiles with rows of whole 128-byte swizzle
+ * rows, plus 1 KiB of alignment slack. */
 int64_t jsdpa_flash_smem_bytes(const jsdpa_gen_variant_t* v) {
   const int64_t tiles = v->tile.block_m + 2 * (int64_t)v->tile.stages * v->tile.block_n;
-  if (v->tile.warps == FLASH_SM90_WARPS) return tiles * ((v->head_dim + 63) / 64 * 64) * 2 + 1024;
+  if (v->tile.warps == FLASH_SM90_WARPS) {
+    /* Q is double-buffered when that fits 227 KiB (Q_STAGES). */
+    const int64_t row = (v->head_dim + 63) / 64 * 64 * 2, q = v->tile.block_m * row;
+    const int64_t kv = 2 * (int64_t)v->tile.stages * v->tile.block_n * row + 1024;
+    return (2 * q + kv <= 227 * 1024 ? 2 : 1) * q + kv;
+  }
   const int64_t pitch = (v->head_dim + 15) / 16 * 16 + 8;
   return tiles * pitch * 2;
 }
@@ -59,12 +64,6 @@ static bool flash_sm90_usable(const jsdpa_context_t* ctx, const jsdpa_call_t* ca
     snprintf(why, capacity, "JSDPA_FLASH_SM80=1 keeps the sm80 template");
     return false;
   }
-  if (!env_is_1("JSDPA_FLASH_SM90")) {
-    snprintf(why, capacity,
-             "the wgmma template (flash_sm90.cu) is opt-in until it passes the GPU suite: "
-             "JSDPA_FLASH_SM90=1");
-    return false;
-  }
   if (!ctx->cu || !ctx->cu->cuTensorMapEncodeTiled) {
     snprintf(why, capacity, "the driver has no cuTensorMapEncodeTiled (TMA tensor maps)");
     return false;
@@ -73,6 +72,24 @@ static bool flash_sm90_usable(const jsdpa_context_t* ctx, const jsdpa_call_t* ca
     snprintf(why, capacity,
              "head_dim %lld / head_dim_v %lld: the wgmma template needs equal dims <= 256",
              (long long)call->head_dim, (long long)call->head_dim_v);
+    return false;
+  }
+  /* jsdpa-tune times the sm80 tiles of its forced table. */
+  if (ctx->tuning && !jsdpa_tuning_database(ctx->tuning)) {
+    snprintf(why, capacity, "a forced tuning table (jsdpa-tune) times sm80 tiles");
+    return false;
+  }
+  /* Measured on an H100 (2026-11-25, bench/NOTES.md): on the short workload
+   * at head dim 64 the sm80 template's several blocks per SM beat one wgmma
+   * block per SM (bf16 150 vs 132 TFLOP/s, causal 89 vs 67); everywhere else
+   * the wgmma template wins. JSDPA_FLASH_SM90=1 takes it anyway. */
+  if (call->head_dim <= 64 &&
+      jsdpa_tune_bucket_of(call->total_q, call->batch) == JSDPA_TUNE_BUCKET_SHORT &&
+      !env_is_1("JSDPA_FLASH_SM90")) {
+    snprintf(why, capacity,
+             "short sequences at head dim %lld run faster on the sm80 template "
+             "(JSDPA_FLASH_SM90=1 overrides)",
+             (long long)call->head_dim);
     return false;
   }
   return true;

@@ -82,7 +82,16 @@ constexpr int Q_BYTES = BM * DP * 2;
 constexpr int KV_BYTES = BN * DP * 2; /* one K or one V buffer */
 /* Swizzled operands must start on 1024-byte boundaries (the 8-row swizzle
  * atom); dynamic shared memory is aligned by hand, hence the slack. */
-constexpr int SMEM_BYTES = Q_BYTES + 2 * STAGES * KV_BYTES + 1024;
+constexpr int KV_SMEM = 2 * STAGES * KV_BYTES + 1024;
+/* Two Q buffers where they fit (227 KiB per block), so the producer loads the
+ * next unit's Q while the consumers still read this one's: short sequences
+ * take one or two key tiles per unit, and the Q load would otherwise be
+ * exposed once per unit. */
+constexpr int Q_STAGES = 2 * Q_BYTES + KV_SMEM <= 227 * 1024 ? 2 : 1;
+constexpr int SMEM_BYTES = Q_STAGES * Q_BYTES + KV_SMEM;
+/* Overlapping S(j + 1) with P(j) V(j) holds a second score tile and P
+ * fragments: it fits the consumers' registers up to a 128-column output. */
+constexpr bool OVERLAP = DP <= 128;
 constexpr int PRODUCER_REGS = 40;
 constexpr int CONSUMER_REGS = 232;
 
@@ -97,15 +106,15 @@ static_assert(PRODUCER_REGS * 128 + 2 * CONSUMER_REGS * 128 <= 65536, "register 
 
 /* Barrier slots (static shared memory). */
 enum {
-  BAR_UNIT_FULL = 0,  /* 2: a unit index was written to the ring slot */
-  BAR_UNIT_EMPTY = 2, /* 2: every consumer warp has read it */
-  BAR_Q_FULL = 4,     /* Q landed (TMA byte count) */
-  BAR_Q_EMPTY = 5,    /* every consumer warp is done reading Q */
-  BAR_K_FULL = 6,     /* STAGES each */
-  BAR_K_EMPTY = 6 + STAGES,
-  BAR_V_FULL = 6 + 2 * STAGES,
-  BAR_V_EMPTY = 6 + 3 * STAGES,
-  BAR_COUNT = 6 + 4 * STAGES,
+  BAR_UNIT_FULL = 0,             /* 2: a unit index was written to the ring slot */
+  BAR_UNIT_EMPTY = 2,            /* 2: every consumer warp has read it */
+  BAR_Q_FULL = 4,                /* Q_STAGES: Q landed (TMA byte count) */
+  BAR_Q_EMPTY = 4 + Q_STAGES,    /* Q_STAGES: every consumer warp is done reading Q */
+  BAR_K_FULL = 4 + 2 * Q_STAGES, /* STAGES each */
+  BAR_K_EMPTY = BAR_K_FULL + STAGES,
+  BAR_V_FULL = BAR_K_FULL + 2 * STAGES,
+  BAR_V_EMPTY = BAR_K_FULL + 3 * STAGES,
+  BAR_COUNT = BAR_K_FULL + 4 * STAGES,
 };
 constexpr int CONSUMER_WARPS = 8;
 
@@ -151,8 +160,9 @@ __device__ __forceinline__ void wgmma_fence() {
 __device__ __forceinline__ void wgmma_commit() {
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 }
-__device__ __forceinline__ void wgmma_wait_all() {
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 /* Pins accumulator registers at this point of the program: the compiler does
  * not know wgmma writes them asynchronously, so without these it could read
@@ -161,6 +171,16 @@ template <int N>
 __device__ __forceinline__ void fence_regs(float (&r)[N]) {
 #pragma unroll
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+/* The same for A fragments in registers: keeps them live (unreused) until the
+ * wgmma that reads them asynchronously has been waited for. */
+template <int K>
+__device__ __forceinline__ void fence_frags(u32 (&r)[K][4]) {
+#pragma unroll
+  for (int k = 0; k < K; ++k)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(r[k][e])::"memory");
 }
 
 /* A shared-memory matrix descriptor with the 128-byte swizzle. K-major
@@ -426,11 +446,13 @@ __device__ __forceinline__ void produce(const jsdpa_flash_sm90_params_t& a, u32 
     if (u >= units) return;
     const unit_t w = describe(p, u, num_work);
     if (w.n_tiles == 0) continue;
-    mbar_wait(bar(BAR_Q_EMPTY), (q_it & 1) ^ 1);
-    mbar_expect_tx(bar(BAR_Q_FULL), Q_BYTES);
+    const int qs = q_it % Q_STAGES;
+    mbar_wait(bar(BAR_Q_EMPTY + qs), ((q_it / Q_STAGES) & 1) ^ 1);
+    mbar_expect_tx(bar(BAR_Q_FULL + qs), Q_BYTES);
 #pragma unroll
     for (int c = 0; c < CB; ++c)
-      tma_load(s_q + c * BM * 128, &a.q, c * 64, w.head, w.q_begin + w.m0, bar(BAR_Q_FULL));
+      tma_load(s_q + qs * Q_BYTES + c * BM * 128, &a.q, c * 64, w.head, w.q_begin + w.m0,
+               bar(BAR_Q_FULL + qs));
     ++q_it;
     for (int j = 0; j < w.n_tiles; ++j, ++kv_it) {
       const int s = kv_it % STAGES;
@@ -453,6 +475,92 @@ __device__ __forceinline__ void produce(const jsdpa_flash_sm90_params_t& a, u32 
 }
 
 /* ------------------------------------------------------------ consumers */
+
+/* What the masking and softmax of one key tile need (per thread). */
+typedef struct tile_ctx_s {
+  int row;      /* this thread's first row in its sequence (the other is row + 8) */
+  int m0w;      /* its warpgroup's first row */
+  int last_row; /* the tile's last valid row */
+  int lk, diag, win_l, win_r, t;
+  float mult, cap_in, cap_out;
+  bool softcap;
+} tile_ctx_t;
+
+/* S = Q K^T over the padded head dim, 16 columns per wgmma (not committed). */
+__device__ __forceinline__ void issue_s(float (&sc)[BN / 2], u32 q_base, u32 k_base) {
+#pragma unroll
+  for (int ks = 0; ks < DP / 16; ++ks)
+    gemm<BN>::ss(sc, smem_desc(q_base + (ks / 4) * BM * 128 + (ks % 4) * 32, 16),
+                 smem_desc(k_base + (ks / 4) * BN * 128 + (ks % 4) * 32, 16), ks);
+}
+
+/* Softcap, the masks of the tile starting at key n0 and the online softmax in
+ * the exp2 domain (flash.cu's), in place. The output correction goes to corr;
+ * the caller applies it to O. */
+__device__ __forceinline__ void softmax_tile(float (&sc)[BN / 2], float (&row_max)[2],
+                                             float (&row_sum)[2], float (&corr)[2],
+                                             const tile_ctx_t& c, int n0) {
+  if (c.softcap) {
+#pragma unroll
+    for (int e = 0; e < BN / 2; ++e) sc[e] = c.cap_out * tanh_ex2(sc[e] * c.cap_in);
+  }
+  /* Only tiles crossing the sequence end, the causal diagonal or a window
+   * edge pay for masking. */
+  const bool full = n0 + BN <= c.lk && (!JSDPA_CAUSAL || n0 + BN - 1 <= c.m0w + c.diag) &&
+                    (c.win_r < 0 || n0 + BN - 1 <= c.m0w + c.diag + c.win_r) &&
+                    (c.win_l < 0 || n0 >= c.last_row + c.diag - c.win_l);
+  if (!full) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = c.row + 8 * h;
+      int hi = c.lk - 1;
+      if (JSDPA_CAUSAL) hi = min(hi, row + c.diag);
+      if (c.win_r >= 0) hi = min(hi, row + c.diag + c.win_r);
+      const int lo = c.win_l >= 0 ? row + c.diag - c.win_l : 0;
+#pragma unroll
+      for (int n = 0; n < BN / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int col = n0 + n * 8 + 2 * c.t + e;
+          if (col > hi || col < lo) sc[n * 4 + 2 * h + e] = JSDPA_NEG_INFINITY;
+        }
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float mx = row_max[h];
+#pragma unroll
+    for (int n = 0; n < BN / 8; ++n)
+      mx = fmaxf(mx, fmaxf(sc[n * 4 + 2 * h], sc[n * 4 + 2 * h + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    /* A row that has seen only masked keys keeps max -inf: subtract 0
+     * instead, so exp2 gives 0 rather than NaN. */
+    const float shift = mx == JSDPA_NEG_INFINITY ? 0.f : mx * c.mult;
+    corr[h] = exp2_approx(row_max[h] * c.mult - shift);
+    row_max[h] = mx;
+    float sum = 0.f;
+#pragma unroll
+    for (int n = 0; n < BN / 8; ++n) {
+      sc[n * 4 + 2 * h] = exp2_approx(fmaf(sc[n * 4 + 2 * h], c.mult, -shift));
+      sc[n * 4 + 2 * h + 1] = exp2_approx(fmaf(sc[n * 4 + 2 * h + 1], c.mult, -shift));
+      sum += sc[n * 4 + 2 * h] + sc[n * 4 + 2 * h + 1];
+    }
+    row_sum[h] = row_sum[h] * corr[h] + sum;
+  }
+}
+
+/* P as A fragments: the m64nNk16 accumulators of columns 16k..16k+15 are,
+ * register for register, the k-th A fragment. */
+__device__ __forceinline__ void pack_p(const float (&sc)[BN / 2], u32 (&pf)[BN / 16][4]) {
+#pragma unroll
+  for (int k = 0; k < BN / 16; ++k) {
+    pf[k][0] = pack2(sc[8 * k + 0], sc[8 * k + 1]);
+    pf[k][1] = pack2(sc[8 * k + 2], sc[8 * k + 3]);
+    pf[k][2] = pack2(sc[8 * k + 4], sc[8 * k + 5]);
+    pf[k][3] = pack2(sc[8 * k + 6], sc[8 * k + 7]);
+  }
+}
 
 __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s_q, u32 s_k,
                                         u32 s_v, const volatile int* ring) {
@@ -486,108 +594,112 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
     float row_max[2] = {JSDPA_NEG_INFINITY, JSDPA_NEG_INFINITY}, row_sum[2] = {0.f, 0.f};
 
     if (w.n_tiles > 0) {
-      mbar_wait(bar(BAR_Q_FULL), q_it & 1);
+      const int qs = q_it % Q_STAGES;
+      mbar_wait(bar(BAR_Q_FULL + qs), (q_it / Q_STAGES) & 1);
       ++q_it;
-      const u32 q_base = s_q + wg * 64 * 128;
-      const int m0w = w.m0 + wg * 64; /* this warpgroup's first row */
-      const int last_row = w.m0 + w.rows - 1;
-      for (int j = 0; j < w.n_tiles; ++j, ++kv_it) {
-        const int s = kv_it % STAGES;
-        const u32 phase = (kv_it / STAGES) & 1;
-        const int n0 = (w.t_last - j) * BN;
+      const u32 q_base = s_q + qs * Q_BYTES + wg * 64 * 128;
+      const tile_ctx_t tc = {w.m0 + thread_row,
+                             w.m0 + wg * 64,
+                             w.m0 + w.rows - 1,
+                             w.lk,
+                             w.diag,
+                             win_l,
+                             win_r,
+                             t,
+                             mult,
+                             cap_in,
+                             cap_out,
+                             softcap};
+      float sc[BN / 2], corr[2];
+      u32 pf[BN / 16][4];
 
-        /* S = Q K^T over the padded head dim, 16 columns per wgmma. */
-        float sc[BN / 2];
-        mbar_wait(bar(BAR_K_FULL + s), phase);
+      /* S(j) = Q K(j)^T: issued and committed here, waited for by the caller. */
+      auto issue_tile_s = [&](int it) {
+        mbar_wait(bar(BAR_K_FULL + it % STAGES), (it / STAGES) & 1);
         wgmma_fence();
-        const u32 k_base = s_k + s * KV_BYTES;
-#pragma unroll
-        for (int ks = 0; ks < DP / 16; ++ks)
-          gemm<BN>::ss(sc, smem_desc(q_base + (ks / 4) * BM * 128 + (ks % 4) * 32, 16),
-                       smem_desc(k_base + (ks / 4) * BN * 128 + (ks % 4) * 32, 16), ks);
+        issue_s(sc, q_base, s_k + (it % STAGES) * KV_BYTES);
         wgmma_commit();
-        wgmma_wait_all();
-        fence_regs(sc);
+      };
+      /* After S(j) completed: K(j)'s buffer, and Q's after the unit's last tile, are free. */
+      auto release_k = [&](int it, bool last) {
         __syncwarp();
         if (lane == 0) {
-          mbar_arrive(bar(BAR_K_EMPTY + s));
-          if (j == w.n_tiles - 1) mbar_arrive(bar(BAR_Q_EMPTY));
+          mbar_arrive(bar(BAR_K_EMPTY + it % STAGES));
+          if (last) mbar_arrive(bar(BAR_Q_EMPTY + qs));
         }
+      };
 
-        if (softcap) {
-#pragma unroll
-          for (int e = 0; e < BN / 2; ++e) sc[e] = cap_out * tanh_ex2(sc[e] * cap_in);
-        }
-        const bool full = n0 + BN <= w.lk && (!JSDPA_CAUSAL || n0 + BN - 1 <= m0w + w.diag) &&
-                          (win_r < 0 || n0 + BN - 1 <= m0w + w.diag + win_r) &&
-                          (win_l < 0 || n0 >= last_row + w.diag - win_l);
-        if (!full) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int row = w.m0 + thread_row + 8 * h;
-            int hi = w.lk - 1;
-            if (JSDPA_CAUSAL) hi = min(hi, row + w.diag);
-            if (win_r >= 0) hi = min(hi, row + w.diag + win_r);
-            const int lo = win_l >= 0 ? row + w.diag - win_l : 0;
-#pragma unroll
-            for (int n = 0; n < BN / 8; ++n)
-#pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                const int col = n0 + n * 8 + 2 * t + e;
-                if (col > hi || col < lo) sc[n * 4 + 2 * h + e] = JSDPA_NEG_INFINITY;
-              }
-          }
-        }
+      issue_tile_s(kv_it);
+      wgmma_wait<0>();
+      fence_regs(sc);
+      release_k(kv_it, w.n_tiles == 1);
+      softmax_tile(sc, row_max, row_sum, corr, tc, w.t_last * BN);
+      pack_p(sc, pf);
 
-        /* Online softmax in the exp2 domain (flash.cu's), then P as A fragments. */
-        u32 pf[BN / 16][4];
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          float mx = row_max[h];
-#pragma unroll
-          for (int n = 0; n < BN / 8; ++n)
-            mx = fmaxf(mx, fmaxf(sc[n * 4 + 2 * h], sc[n * 4 + 2 * h + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          const float shift = mx == JSDPA_NEG_INFINITY ? 0.f : mx * mult;
-          const float corr = exp2_approx(row_max[h] * mult - shift);
-          row_max[h] = mx;
-          float sum = 0.f;
-#pragma unroll
-          for (int n = 0; n < BN / 8; ++n) {
-            sc[n * 4 + 2 * h] = exp2_approx(fmaf(sc[n * 4 + 2 * h], mult, -shift));
-            sc[n * 4 + 2 * h + 1] = exp2_approx(fmaf(sc[n * 4 + 2 * h + 1], mult, -shift));
-            sum += sc[n * 4 + 2 * h] + sc[n * 4 + 2 * h + 1];
-          }
-          row_sum[h] = row_sum[h] * corr + sum;
-#pragma unroll
-          for (int dt = 0; dt < DP / 8; ++dt) {
-            o[dt * 4 + 2 * h] *= corr;
-            o[dt * 4 + 2 * h + 1] *= corr;
-          }
-        }
-#pragma unroll
-        for (int k = 0; k < BN / 16; ++k) {
-          pf[k][0] = pack2(sc[8 * k + 0], sc[8 * k + 1]);
-          pf[k][1] = pack2(sc[8 * k + 2], sc[8 * k + 3]);
-          pf[k][2] = pack2(sc[8 * k + 4], sc[8 * k + 5]);
-          pf[k][3] = pack2(sc[8 * k + 6], sc[8 * k + 7]);
-        }
-
-        /* O += P V, 16 keys per wgmma. */
-        mbar_wait(bar(BAR_V_FULL + s), phase);
-        fence_regs(o);
+      /* O += P(j) V(j), 16 keys per wgmma (issued and committed). */
+      auto issue_pv = [&](int it) {
+        mbar_wait(bar(BAR_V_FULL + it % STAGES), (it / STAGES) & 1);
         wgmma_fence();
-        const u32 v_base = s_v + s * KV_BYTES;
+        const u32 v_base = s_v + (it % STAGES) * KV_BYTES;
 #pragma unroll
         for (int k = 0; k < BN / 16; ++k)
           gemm<DP>::rs(o, pf[k], smem_desc(v_base + k * 16 * 128, BN * 128));
         wgmma_commit();
-        wgmma_wait_all();
+      };
+      /* After P(j) V(j) completed: V(j)'s buffer is free. */
+      auto release_v = [&](int it) {
         fence_regs(o);
+        fence_frags(pf);
         __syncwarp();
-        if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + s));
+        if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + it % STAGES));
+      };
+      /* Applies the softmax's correction to O and moves P(j + 1) in. */
+      auto rescale = [&]() {
+#pragma unroll
+        for (int dt = 0; dt < DP / 8; ++dt) {
+          o[dt * 4 + 0] *= corr[0];
+          o[dt * 4 + 1] *= corr[0];
+          o[dt * 4 + 2] *= corr[1];
+          o[dt * 4 + 3] *= corr[1];
+        }
+        pack_p(sc, pf);
+        /* Keeps the rescale above the next wgmma issue: ptxas serializes
+         * every wgmma when accumulators are read inside a pipeline stage. */
+        fence_regs(o);
+        fence_frags(pf);
+      };
+
+      /* With OVERLAP (FlashAttention-3's intra-warpgroup pipelining), S(j + 1)
+       * is issued before P(j) V(j) and its softmax runs while P(j) V(j) is on
+       * the tensor cores; O is rescaled once P(j) V(j) has finished. The last
+       * tile is peeled off so no wgmma is issued under a branch. */
+      for (int j = 0; j + 1 < w.n_tiles; ++j, ++kv_it) {
+        const int n1 = (w.t_last - j - 1) * BN;
+        if (OVERLAP) {
+          issue_tile_s(kv_it + 1);
+          issue_pv(kv_it);
+          wgmma_wait<1>();
+          fence_regs(sc);
+          release_k(kv_it + 1, j + 2 == w.n_tiles);
+          softmax_tile(sc, row_max, row_sum, corr, tc, n1);
+          wgmma_wait<0>();
+          release_v(kv_it);
+        } else {
+          issue_pv(kv_it);
+          wgmma_wait<0>();
+          release_v(kv_it);
+          issue_tile_s(kv_it + 1);
+          wgmma_wait<0>();
+          fence_regs(sc);
+          release_k(kv_it + 1, j + 2 == w.n_tiles);
+          softmax_tile(sc, row_max, row_sum, corr, tc, n1);
+        }
+        rescale();
       }
+      issue_pv(kv_it);
+      wgmma_wait<0>();
+      release_v(kv_it);
+      ++kv_it;
     }
 
     /* Epilogue: normalize, LSE, and predicated stores of the rows inside the
@@ -634,15 +746,17 @@ extern "C" __global__ void __launch_bounds__(jsdpa_sm90::THREADS, 1)
   __shared__ volatile int ring[2];
   if (a.p.schedule->error) return;
   const u32 base = (smem_u32(jsdpa_sm90_smem) + 1023) & ~1023u;
-  const u32 s_q = base, s_k = base + Q_BYTES, s_v = s_k + STAGES * KV_BYTES;
+  const u32 s_q = base, s_k = base + Q_STAGES * Q_BYTES, s_v = s_k + STAGES * KV_BYTES;
   const u32 bars = smem_u32(barriers);
   if (threadIdx.x == 0) {
     for (int i = 0; i < 2; ++i) {
       mbar_init(bars + 8 * (BAR_UNIT_FULL + i), 1);
       mbar_init(bars + 8 * (BAR_UNIT_EMPTY + i), CONSUMER_WARPS);
     }
-    mbar_init(bars + 8 * BAR_Q_FULL, 1);
-    mbar_init(bars + 8 * BAR_Q_EMPTY, CONSUMER_WARPS);
+    for (int i = 0; i < Q_STAGES; ++i) {
+      mbar_init(bars + 8 * (BAR_Q_FULL + i), 1);
+      mbar_init(bars + 8 * (BAR_Q_EMPTY + i), CONSUMER_WARPS);
+    }
     for (int s = 0; s < STAGES; ++s) {
       mbar_init(bars + 8 * (BAR_K_FULL + s), 1);
       mbar_init(bars + 8 * (BAR_K_EMPTY + s), CONSUMER_WARPS);

@@ -3,7 +3,7 @@
 # device_validate.sh), prewarm the bench kernels, a hang-guarded smoke call,
 # test_flash on templates/flash_sm90.cu (JSDPA_FLASH_SM90=1), compute-sanitizer
 # memcheck on two jagged batches, then jsdpa-bench on both templates.
-#   test/gpu/hopper_check.sh [bench dtype (default bf16)]
+#   test/gpu/hopper_check.sh
 # Logs go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,12 +29,15 @@ echo "test_flash on sm90: rc=$? sm90 calls: $(grep -c flash_sm90.cu "$OUT/t90.lo
 grep -iE "fail|mismatch|error" "$OUT/t90.log" | head -12
 tail -3 "$OUT/t90.log"
 cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-for d in 64 256; do
-  JSDPA_FLASH_SM90=1 timeout 60 "$cs" --tool memcheck --print-limit 5 $bench "${small[@]}" --head-dim $d --causal $((d == 64)) 2>&1 | tail -2
+for d in 64 128 256; do
+  JSDPA_FLASH_SM90=1 timeout 60 "$cs" --tool memcheck --print-limit 5 $bench "${small[@]}" --head-dim $d --causal $((d != 128)) 2>&1 | tail -2
 done
-for t in SM90 SM80; do
-  env JSDPA_FLASH_$t=1 timeout 120 $bench --dtype "${1:-bf16}" --reps 10 >"$OUT/bench_$t.log" 2>&1
-  echo "bench $t rc=$?"
+for run in SM90:bf16 SM80:bf16 SM90:fp16; do
+  t=${run%%:*} dt=${run##*:}
+  env JSDPA_FLASH_$t=1 timeout 120 $bench --dtype $dt --reps 10 >"$OUT/bench_${t}_$dt.log" 2>&1
+  echo "bench $t $dt rc=$?"
 done
-paste <(awk '{print $1, $2, $5, $8}' "$OUT/bench_SM90.log") <(awk '{print $8}' "$OUT/bench_SM80.log") | column -t
+echo "workload d causal | TFLOP/s: sm90 bf16, sm80 bf16, sm90 fp16"
+paste -d' ' <(awk 'NR > 2 {print $1, $2, $5, $8}' "$OUT/bench_SM90_bf16.log") \
+  <(awk 'NR > 2 {print $8}' "$OUT/bench_SM80_bf16.log") <(awk 'NR > 2 {print $8}' "$OUT/bench_SM90_fp16.log")
 echo "total: $((SECONDS - t0)) s"
