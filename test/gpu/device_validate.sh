@@ -85,5 +85,29 @@ phase_efficient() {
     --markdown "$OUT/py/eff-d512.md" 2>&1 | tail -10
 }
 
+# Everything the results file needs in one call: the same-process table for the
+# flash cells and the efficient cells, then the efficient GPU suite with what
+# time is left.
+phase_final() {
+  phase_build
+  local spec=build-dev/bench-kernels.yaml
+  printf 'kernels:\n  - family: flash\n    arch: sm_90a\n    dtype: [bf16, fp16]\n    head_dim: [64, 128, 256]\n    causal: [false, true]\n' >"$spec"
+  build-dev/tools/jsdpa-gen "$spec" --emit=cubin -o build-dev/bench-cubins --cache -j "$(nproc)" 2>&1 | tail -1
+  export PYTHONPATH=$PWD/python JSDPA_LIBRARY=$PWD/build-dev/libjsdpa.so
+  mkdir -p "$OUT/py"
+  local b="python3 -m jsdpa.bench --iters 10"
+  timeout 200 $b --markdown "$OUT/py/compare.md" --json "$OUT/py/compare.json" 2>&1 | grep -E "^- vs|host us"
+  summary "bench: exit $?"
+  timeout 120 $b --no-overhead --workload long --workload mixed --dtype fp32 --head-dim 64 \
+    --head-dim 128 --markdown "$OUT/py/eff-fp32.md" 2>&1 | grep -E "^(long|mixed)|^- vs"
+  timeout 60 $b --no-overhead --workload long --workload mixed --dtype fp32 --head-dim 64 \
+    --head-dim 128 --tf32 --causal no --markdown "$OUT/py/eff-tf32.md" 2>&1 | grep -E "^(long|mixed)"
+  timeout 60 $b --no-overhead --workload long --dtype bf16 --dtype fp16 --head-dim 512 \
+    --markdown "$OUT/py/eff-d512.md" 2>&1 | grep -E "^long"
+  (cd build-dev && timeout 230 ctest -R test_efficient -V --timeout 220) >"$OUT/ctest-eff.log" 2>&1
+  summary "test_efficient: exit $? ($(grep -E 'checks,' "$OUT/ctest-eff.log" | tail -1))"
+  grep -E "FAIL" "$OUT/ctest-eff.log" | head -10
+}
+
 for phase in "$@"; do "phase_$phase"; done
 cat "$OUT/summary.txt"
