@@ -189,6 +189,10 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
                                         bool causal);
 
 /* Builds a variant with the default tile (what the runtime does per call). */
+/* The flash family's Hopper template (templates/flash_sm90.cu) is the tile
+ * with 12 warps: a producer and two consumer warpgroups, sm_90a only. */
+#define JSDPA_GEN_FLASH_SM90_WARPS 12
+
 /* Dynamic shared memory of a tiled variant's kernel (0 for the math family). */
 int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* variant);
 /* Work units per (query tile, head) of the variant's kernel: the efficient
@@ -196,8 +200,8 @@ int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* variant);
 int64_t jsdpa_gen_work_slices(const jsdpa_gen_variant_t* variant);
 
 jsdpa_gen_variant_t jsdpa_gen_variant_make(jsdpa_gen_family_t family, jsdpa_gen_arch_t arch,
-                                           jsdpa_gen_dtype_t dtype, int head_dim,
-                                           int head_dim_v, bool causal);
+                                           jsdpa_gen_dtype_t dtype, int head_dim, int head_dim_v,
+                                           bool causal);
 
 /* Whether the family's template supports the variant; if not, a one-line reason. */
 bool jsdpa_gen_variant_check(const jsdpa_gen_variant_t* variant, char* why, size_t capacity);

@@ -86,10 +86,6 @@ typedef struct jsdpa_gen_family_limits_s {
   bool warps_is_block_m; /* a row kernel: one warp per query row, block_m rows per block */
 } jsdpa_gen_family_limits_t;
 
-/* The flash family's Hopper template (templates/flash_sm90.cu) is the tile
- * with 12 warps: a producer and two consumer warpgroups, sm_90a only. */
-#define JSDPA_GEN_FLASH_SM90_WARPS 12
-
 /*                        template        fp16  bf16  fp32   head dim  dv free  sm
  *                        block_m              block_n         warps       stages */
 static const jsdpa_gen_family_limits_t family_limits[JSDPA_GEN_FAMILY_COUNT] = {
@@ -166,14 +162,18 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
       };
       const bool big16 = dtype != JSDPA_GEN_DTYPE_FP32 && head_dim_v > 256;
       const jsdpa_gen_tile_t* list = big16 ? wide : dtype == JSDPA_GEN_DTYPE_FP32 ? fp32 : order;
-      const size_t count = big16                         ? sizeof(wide) / sizeof(wide[0])
+      const size_t count = big16                           ? sizeof(wide) / sizeof(wide[0])
                            : dtype == JSDPA_GEN_DTYPE_FP32 ? sizeof(fp32) / sizeof(fp32[0])
-                                                         : sizeof(order) / sizeof(order[0]);
+                                                           : sizeof(order) / sizeof(order[0]);
       const int64_t sm_kib = arch.sm == 86 || arch.sm == 89 ? 99 : (arch.sm == 80 ? 163 : 227);
       const int64_t budget = (big16 || sm_kib < 113 ? sm_kib : 113) * 1024;
       for (size_t i = 0; i < count; ++i) {
-        jsdpa_gen_variant_t v = {.family = family, .arch = arch, .dtype = dtype,
-                                 .head_dim = head_dim, .head_dim_v = head_dim_v, .tile = list[i]};
+        jsdpa_gen_variant_t v = {.family = family,
+                                 .arch = arch,
+                                 .dtype = dtype,
+                                 .head_dim = head_dim,
+                                 .head_dim_v = head_dim_v,
+                                 .tile = list[i]};
         if (jsdpa_gen_smem_bytes(&v) <= budget) return list[i];
       }
       return list[count - 1];
@@ -252,7 +252,8 @@ jsdpa_gen_variant_t jsdpa_gen_variant_make(jsdpa_gen_family_t family, jsdpa_gen_
 
 const char* jsdpa_gen_template_name(const jsdpa_gen_variant_t* variant) {
   if ((unsigned)variant->family >= JSDPA_GEN_FAMILY_COUNT) return NULL;
-  if (variant->family == JSDPA_GEN_FAMILY_FLASH && variant->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS)
+  if (variant->family == JSDPA_GEN_FAMILY_FLASH &&
+      variant->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS)
     return "flash_sm90.cu";
   return family_limits[variant->family].template_name;
 }
@@ -260,9 +261,9 @@ const char* jsdpa_gen_template_name(const jsdpa_gen_variant_t* variant) {
 size_t jsdpa_gen_kernel_name(const jsdpa_gen_variant_t* v, char* buf, size_t capacity) {
   int n = snprintf(buf, capacity, "jsdpa_%s_sm%d%s_%s%s_d%d_dv%d_%s_m%dn%dw%ds%d",
                    jsdpa_gen_family_name(v->family), v->arch.sm, v->arch.arch_specific ? "a" : "",
-                   jsdpa_gen_dtype_name(v->dtype), v->tf32 ? "_tf32" : "", v->head_dim, v->head_dim_v,
-                   v->causal ? "causal" : "full", v->tile.block_m, v->tile.block_n, v->tile.warps,
-                   v->tile.stages);
+                   jsdpa_gen_dtype_name(v->dtype), v->tf32 ? "_tf32" : "", v->head_dim,
+                   v->head_dim_v, v->causal ? "causal" : "full", v->tile.block_m, v->tile.block_n,
+                   v->tile.warps, v->tile.stages);
   return n < 0 ? 0 : (size_t)n;
 }
 
@@ -387,7 +388,8 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
    * each warp runs one or two 16-row mma blocks (templates/flash.cu). */
   const int rows_per_warp = v->tile.warps > 0 ? v->tile.block_m / v->tile.warps : 0;
   /* The Hopper template: 64 query rows per consumer warpgroup, wgmma n = block_n. */
-  const bool sm90 = v->family == JSDPA_GEN_FAMILY_FLASH && v->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS;
+  const bool sm90 =
+      v->family == JSDPA_GEN_FAMILY_FLASH && v->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS;
   if (sm90 && (v->arch.sm != 90 || !v->arch.arch_specific))
     PROBLEM(FIELD_ARCH, "flash tiles of %d warps (the wgmma template) need sm_90a, got %s",
             JSDPA_GEN_FLASH_SM90_WARPS, jsdpa_gen_arch_name(v->arch, arch, sizeof(arch)));
@@ -445,9 +447,9 @@ static bool same_kernel(const jsdpa_gen_variant_t* a, const jsdpa_gen_variant_t*
   return a->family == b->family && a->arch.sm == b->arch.sm &&
          a->arch.arch_specific == b->arch.arch_specific && a->dtype == b->dtype &&
          a->head_dim == b->head_dim && a->head_dim_v == b->head_dim_v && a->causal == b->causal &&
-         a->tf32 == b->tf32 &&
-         a->tile.block_m == b->tile.block_m && a->tile.block_n == b->tile.block_n &&
-         a->tile.warps == b->tile.warps && a->tile.stages == b->tile.stages;
+         a->tf32 == b->tf32 && a->tile.block_m == b->tile.block_m &&
+         a->tile.block_n == b->tile.block_n && a->tile.warps == b->tile.warps &&
+         a->tile.stages == b->tile.stages;
 }
 
 /* Where an entry's value for `field` is: the value's node, else (a default)
@@ -477,12 +479,17 @@ static bool expand_entry(const jsdpa_gen_spec_entry_t* e, jsdpa_gen_diags_t* dia
   /* Absent required axes were reported by the parser; nothing to expand. */
   if (!e->family.count || !e->dtype.count || !e->head_dim.count) return false;
   const jsdpa_gen_axis_t* axes[FIELD_COUNT] = {
-      [FIELD_FAMILY] = &e->family,         [FIELD_ARCH] = &e->arch,
-      [FIELD_DTYPE] = &e->dtype,           [FIELD_HEAD_DIM] = &e->head_dim,
-      [FIELD_HEAD_DIM_V] = &e->head_dim_v, [FIELD_CAUSAL] = &e->causal,
+      [FIELD_FAMILY] = &e->family,
+      [FIELD_ARCH] = &e->arch,
+      [FIELD_DTYPE] = &e->dtype,
+      [FIELD_HEAD_DIM] = &e->head_dim,
+      [FIELD_HEAD_DIM_V] = &e->head_dim_v,
+      [FIELD_CAUSAL] = &e->causal,
       [FIELD_TF32] = &e->tf32,
-      [FIELD_BLOCK_M] = &e->block_m,       [FIELD_BLOCK_N] = &e->block_n,
-      [FIELD_WARPS] = &e->warps,           [FIELD_STAGES] = &e->stages,
+      [FIELD_BLOCK_M] = &e->block_m,
+      [FIELD_BLOCK_N] = &e->block_n,
+      [FIELD_WARPS] = &e->warps,
+      [FIELD_STAGES] = &e->stages,
   };
   size_t idx[FIELD_COUNT] = {0};
   jsdpa_gen_dup_t dups[8];

@@ -15,7 +15,9 @@
 #include "tuning.h"
 
 /* Units per (query tile, head): output slices that are separate units. */
-static int64_t slices_of(const jsdpa_gen_variant_t* v) { return jsdpa_gen_work_slices(v); }
+static int64_t slices_of(const jsdpa_gen_variant_t* v) {
+  return jsdpa_gen_work_slices(v);
+}
 
 static jsdpa_gen_variant_t efficient_variant(const jsdpa_context_t* ctx, const jsdpa_call_t* call,
                                              bool* out_tuned) {
@@ -63,8 +65,8 @@ static bool efficient_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, ch
   /* The online softmax takes the running maximum of the unscaled scores,
    * which is the maximum of the scaled ones only for a positive scale. */
   if (!(call->scale > 0)) {
-    snprintf(why, capacity,
-             "scale %g is not positive (efficient's online softmax needs scale > 0)", call->scale);
+    snprintf(why, capacity, "scale %g is not positive (efficient's online softmax needs scale > 0)",
+             call->scale);
     return false;
   }
   const jsdpa_jagged_t* tensors[] = {&call->q, &call->k, &call->v, &call->o};
@@ -97,6 +99,12 @@ static bool efficient_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, ch
   return true;
 }
 
+static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                             const jsdpa_kernel_t* kernel, jsdpa_params_t* params) {
+  return jsdpa_tiled_launch(ctx, call, kernel, params,
+                            (int64_t)params->max_work * call->heads * slices_of(&kernel->variant));
+}
+
 static jsdpa_status_t efficient_run(jsdpa_context_t* ctx, const jsdpa_call_t* call) {
   bool tuned = false;
   jsdpa_gen_variant_t variant = efficient_variant(ctx, call, &tuned);
@@ -104,23 +112,7 @@ static jsdpa_status_t efficient_run(jsdpa_context_t* ctx, const jsdpa_call_t* ca
             variant.tile.block_m, variant.tile.block_n, variant.tile.warps, variant.tile.stages,
             tuned ? "tuned" : "family default", (long long)slices_of(&variant),
             variant.tf32 ? ", TF32 (opted in)" : "");
-  const jsdpa_kernel_t* kernel = NULL;
-  JSDPA_RETURN_IF_ERROR(jsdpa_jit_get(ctx, &variant, &kernel));
-
-  jsdpa_params_t params;
-  jsdpa_params_from_call(call, &params);
-  JSDPA_RETURN_IF_ERROR(jsdpa_context_push(ctx));
-  jsdpa_workspace_t ws;
-  jsdpa_status_t status =
-      jsdpa_prepare_jagged(ctx, call, kernel->block_m, kernel->block_n, &ws, &params);
-  if (!status) {
-    if (call->total_q > 0 && call->heads > 0)
-      status = jsdpa_tiled_launch(ctx, call, kernel, &params,
-                                  (int64_t)params.max_work * call->heads * slices_of(&variant));
-    jsdpa_workspace_release(ctx, call, &ws);
-  }
-  jsdpa_context_pop(ctx);
-  return status;
+  return jsdpa_tiled_run(ctx, call, &variant, launch);
 }
 
 const jsdpa_backend_impl_t jsdpa_backend_efficient = {

@@ -22,7 +22,6 @@
 
 /* The Hopper template's tile: 12 warps (a producer and two consumer
  * warpgroups) select templates/flash_sm90.cu (gen/variant.c). */
-#define FLASH_SM90_WARPS 12
 
 /* The kernel parameter of templates/flash_sm90.cu (jsdpa_flash_sm90_params_t
  * there): the common parameters, then three 128-byte aligned tensor maps. */
@@ -30,22 +29,6 @@ typedef struct flash_sm90_params_s {
   jsdpa_params_t p;
   CUtensorMap q, k, v;
 } flash_sm90_params_t;
-
-/* The template's shared memory (SMEM_BYTES). flash.cu: a Q tile and STAGES K
- * and V tiles, rows padded to a multiple of 16 elements plus 8. flash_sm90.cu:
- * one or two Q tiles and the K and V tiles with rows of whole 128-byte swizzle
- * rows, plus 1 KiB of alignment slack. */
-int64_t jsdpa_flash_smem_bytes(const jsdpa_gen_variant_t* v) {
-  const int64_t tiles = v->tile.block_m + 2 * (int64_t)v->tile.stages * v->tile.block_n;
-  if (v->tile.warps == FLASH_SM90_WARPS) {
-    /* Q is double-buffered when that fits 227 KiB (Q_STAGES). */
-    const int64_t row = (v->head_dim + 63) / 64 * 64 * 2, q = v->tile.block_m * row;
-    const int64_t kv = 2 * (int64_t)v->tile.stages * v->tile.block_n * row + 1024;
-    return (2 * q + kv <= 227 * 1024 ? 2 : 1) * q + kv;
-  }
-  const int64_t pitch = (v->head_dim + 15) / 16 * 16 + 8;
-  return tiles * pitch * 2;
-}
 
 static bool env_is_1(const char* name) {
   const char* value = getenv(name);
@@ -105,8 +88,8 @@ jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_
   if (flash_sm90_usable(ctx, call, no_sm90, sizeof(no_sm90))) {
     /* 128 keys per tile up to d = 128; past that 64 keep two K/V stages and
      * the 128-column accumulators of a 256 head dim in the registers. */
-    v.tile = call->head_dim <= 128 ? (jsdpa_gen_tile_t){128, 128, FLASH_SM90_WARPS, 2}
-                                   : (jsdpa_gen_tile_t){128, 64, FLASH_SM90_WARPS, 2};
+    v.tile = call->head_dim <= 128 ? (jsdpa_gen_tile_t){128, 128, JSDPA_GEN_FLASH_SM90_WARPS, 2}
+                                   : (jsdpa_gen_tile_t){128, 64, JSDPA_GEN_FLASH_SM90_WARPS, 2};
     return v;
   }
   jsdpa_tuning_choice_t choice;
@@ -121,42 +104,16 @@ jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_
               tuned.tile.block_m, tuned.tile.block_n, tuned.tile.warps, tuned.tile.stages, why);
     return v;
   }
-  if (jsdpa_flash_smem_bytes(&tuned) > ctx->max_smem_optin) {
+  if (jsdpa_gen_smem_bytes(&tuned) > ctx->max_smem_optin) {
     jsdpa_log(ctx, 1,
               "flash: tuned tile m%dn%dw%ds%d needs %lld bytes of shared memory, this GPU allows "
               "%d: default tile",
               tuned.tile.block_m, tuned.tile.block_n, tuned.tile.warps, tuned.tile.stages,
-              (long long)jsdpa_flash_smem_bytes(&tuned), ctx->max_smem_optin);
+              (long long)jsdpa_gen_smem_bytes(&tuned), ctx->max_smem_optin);
     return v;
   }
   if (out_tuned) *out_tuned = true;
   return tuned;
-}
-
-/* The kernel copies 16-byte chunks (cp.async) and stores 16-byte vectors, so
- * every row it touches must start on a 16-byte boundary. */
-static bool rows_aligned(const char* name, const jsdpa_jagged_t* t, char* why, size_t capacity) {
-  const int64_t es = 2; /* fp16 / bf16 */
-  if ((uintptr_t)t->data % 16) {
-    snprintf(why, capacity, "%s.data (%p) is not 16-byte aligned (flash copies 16-byte chunks)",
-             name, t->data);
-    return false;
-  }
-  if ((t->token_stride * es) % 16) {
-    snprintf(why, capacity,
-             "%s.token_stride (%lld elements = %lld bytes) is not a multiple of 16 bytes "
-             "(flash copies 16-byte chunks)",
-             name, (long long)t->token_stride, (long long)(t->token_stride * es));
-    return false;
-  }
-  if (t->heads > 1 && (t->head_stride * es) % 16) {
-    snprintf(why, capacity,
-             "%s.head_stride (%lld elements = %lld bytes) is not a multiple of 16 bytes "
-             "(flash copies 16-byte chunks)",
-             name, (long long)t->head_stride, (long long)(t->head_stride * es));
-    return false;
-  }
-  return true;
 }
 
 static bool flash_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
@@ -190,12 +147,14 @@ static bool flash_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, char* 
              call->scale);
     return false;
   }
-  if (!rows_aligned("q", &call->q, why, capacity) || !rows_aligned("k", &call->k, why, capacity) ||
-      !rows_aligned("v", &call->v, why, capacity) || !rows_aligned("out", &call->o, why, capacity))
-    return false;
+  /* 16-byte chunks (cp.async, TMA) in, 16-byte vectors out. */
+  const jsdpa_jagged_t* tensors[] = {&call->q, &call->k, &call->v, &call->o};
+  const char* names[] = {"q", "k", "v", "out"};
+  for (int i = 0; i < 4; ++i)
+    if (!jsdpa_tiled_rows_aligned("flash", names[i], tensors[i], why, capacity)) return false;
   jsdpa_gen_variant_t variant = jsdpa_flash_variant(ctx, call, NULL);
   if (!jsdpa_gen_variant_check(&variant, why, capacity)) return false;
-  const int64_t smem = jsdpa_flash_smem_bytes(&variant);
+  const int64_t smem = jsdpa_gen_smem_bytes(&variant);
   if (smem > ctx->max_smem_optin) {
     snprintf(why, capacity,
              "the flash tile m%dn%d (stages %d, head dim %lld) needs %lld bytes of shared memory; "
@@ -242,32 +201,19 @@ static jsdpa_status_t encode_map(jsdpa_context_t* ctx, CUtensorMap* map, const j
   return NULL;
 }
 
+/* The sm80 template takes the parameter block; the Hopper one also the
+ * tensor maps of Q, K and V. */
 static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
                              const jsdpa_kernel_t* kernel, jsdpa_params_t* params) {
-  int per_sm = 0;
-  CU_CHECK(ctx->cu, cuOccupancyMaxActiveBlocksPerMultiprocessor(
-                        &per_sm, kernel->function, kernel->threads, (size_t)kernel->smem_bytes));
-  if (per_sm < 1)
-    return jsdpa_make_status(JSDPA_STATUS_INTERNAL,
-                             "the flash kernel (%d threads, %d bytes of shared memory) fits no SM "
-                             "of this GPU",
-                             kernel->threads, kernel->smem_bytes);
   const int64_t units = (int64_t)params->max_work * call->heads;
-  int64_t grid = (int64_t)per_sm * ctx->sm_count;
-  if (grid > units) grid = units;
+  if (kernel->variant.tile.warps != JSDPA_GEN_FLASH_SM90_WARPS)
+    return jsdpa_tiled_launch(ctx, call, kernel, params, units);
   flash_sm90_params_t sm90;
-  void* args[] = {params};
-  if (kernel->variant.tile.warps == FLASH_SM90_WARPS) {
-    sm90.p = *params;
-    JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.q, &call->q, kernel->block_m));
-    JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.k, &call->k, kernel->block_n));
-    JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.v, &call->v, kernel->block_n));
-    args[0] = &sm90;
-  }
-  CU_CHECK(ctx->cu, cuLaunchKernel(kernel->function, (unsigned)grid, 1, 1,
-                                   (unsigned)kernel->threads, 1, 1, (unsigned)kernel->smem_bytes,
-                                   (CUstream)call->options.stream, args, NULL));
-  return NULL;
+  sm90.p = *params;
+  JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.q, &call->q, kernel->block_m));
+  JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.k, &call->k, kernel->block_n));
+  JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.v, &call->v, kernel->block_n));
+  return jsdpa_tiled_launch(ctx, call, kernel, &sm90, units);
 }
 
 static jsdpa_status_t flash_run(jsdpa_context_t* ctx, const jsdpa_call_t* call) {
@@ -285,21 +231,7 @@ static jsdpa_status_t flash_run(jsdpa_context_t* ctx, const jsdpa_call_t* call) 
               variant.tile.block_n, variant.tile.warps, variant.tile.stages, how,
               sm90 ? "templates/flash_sm90.cu" : "templates/flash.cu: ", sm90 ? "" : why);
   }
-  const jsdpa_kernel_t* kernel = NULL;
-  JSDPA_RETURN_IF_ERROR(jsdpa_jit_get(ctx, &variant, &kernel));
-
-  jsdpa_params_t params;
-  jsdpa_params_from_call(call, &params);
-  JSDPA_RETURN_IF_ERROR(jsdpa_context_push(ctx));
-  jsdpa_workspace_t ws;
-  jsdpa_status_t status =
-      jsdpa_prepare_jagged(ctx, call, kernel->block_m, kernel->block_n, &ws, &params);
-  if (!status) {
-    if (call->total_q > 0 && call->heads > 0) status = launch(ctx, call, kernel, &params);
-    jsdpa_workspace_release(ctx, call, &ws);
-  }
-  jsdpa_context_pop(ctx);
-  return status;
+  return jsdpa_tiled_run(ctx, call, &variant, launch);
 }
 
 const jsdpa_backend_impl_t jsdpa_backend_flash = {

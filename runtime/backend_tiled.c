@@ -1,6 +1,6 @@
 /* What the tiled GPU backends (flash, efficient) share: the alignment their
- * 16-byte copies need, and the persistent-grid launch over the prep kernel's
- * work list. */
+ * 16-byte copies need, the run (JIT, jagged prep, launch, workspace release)
+ * and the persistent-grid launch over the prep kernel's work list. */
 #include <stdint.h>
 #include <stdio.h>
 
@@ -33,7 +33,7 @@ bool jsdpa_tiled_rows_aligned(const char* family, const char* name, const jsdpa_
 }
 
 jsdpa_status_t jsdpa_tiled_launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
-                                  const jsdpa_kernel_t* kernel, jsdpa_params_t* params,
+                                  const jsdpa_kernel_t* kernel, void* kernel_params,
                                   int64_t units) {
   int per_sm = 0;
   CU_CHECK(ctx->cu, cuOccupancyMaxActiveBlocksPerMultiprocessor(
@@ -47,9 +47,27 @@ jsdpa_status_t jsdpa_tiled_launch(jsdpa_context_t* ctx, const jsdpa_call_t* call
   int64_t grid = (int64_t)per_sm * ctx->sm_count;
   if (grid > units) grid = units;
   if (grid < 1) return NULL;
-  void* args[] = {params};
+  void* args[] = {kernel_params};
   CU_CHECK(ctx->cu, cuLaunchKernel(kernel->function, (unsigned)grid, 1, 1,
                                    (unsigned)kernel->threads, 1, 1, (unsigned)kernel->smem_bytes,
                                    (CUstream)call->options.stream, args, NULL));
   return NULL;
+}
+
+jsdpa_status_t jsdpa_tiled_run(jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                               const jsdpa_gen_variant_t* variant, jsdpa_tiled_launch_fn launch) {
+  const jsdpa_kernel_t* kernel = NULL;
+  JSDPA_RETURN_IF_ERROR(jsdpa_jit_get(ctx, variant, &kernel));
+  jsdpa_params_t params;
+  jsdpa_params_from_call(call, &params);
+  JSDPA_RETURN_IF_ERROR(jsdpa_context_push(ctx));
+  jsdpa_workspace_t ws;
+  jsdpa_status_t status =
+      jsdpa_prepare_jagged(ctx, call, kernel->block_m, kernel->block_n, &ws, &params);
+  if (!status) {
+    if (call->total_q > 0 && call->heads > 0) status = launch(ctx, call, kernel, &params);
+    jsdpa_workspace_release(ctx, call, &ws);
+  }
+  jsdpa_context_pop(ctx);
+  return status;
 }

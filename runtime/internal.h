@@ -41,10 +41,10 @@ typedef struct jsdpa_call_s {
   jsdpa_forward_options_t options;
   double scale; /* resolved */
 
-  jsdpa_memory_t memory;         /* of q/k/v/out data (all the same, or validation failed) */
+  jsdpa_memory_t memory; /* of q/k/v/out data (all the same, or validation failed) */
   jsdpa_memory_t q_offsets_memory;
   jsdpa_memory_t kv_offsets_memory;
-  int device;                    /* CUDA ordinal of the data when on the device */
+  int device; /* CUDA ordinal of the data when on the device */
 
   int64_t batch;
   int64_t total_q, total_kv;
@@ -52,7 +52,7 @@ typedef struct jsdpa_call_s {
   int64_t head_dim, head_dim_v;
   int64_t max_q_len, max_kv_len; /* -1 if unknown on the host */
   int64_t min_q_len, min_kv_len; /* -1 if unknown on the host */
-  bool window; /* a sliding window is set */
+  bool window;                   /* a sliding window is set */
 } jsdpa_call_t;
 
 /* ------------------------------------------------------------ context */
@@ -71,7 +71,7 @@ struct jsdpa_context_s {
   char gpu_reason[512];
   const jsdpa_cuda_driver_t* cu;
   CUdevice cu_device;
-  CUcontext cu_context; /* the device's primary context (shared with the CUDA runtime) */
+  CUcontext cu_context;  /* the device's primary context (shared with the CUDA runtime) */
   jsdpa_gen_arch_t arch; /* exact: sm_90 on Hopper becomes sm_90a */
   char device_name[256];
   int sm_count;
@@ -137,8 +137,6 @@ JSDPA_MUST_USE jsdpa_status_t jsdpa_select(jsdpa_context_t* ctx, const jsdpa_cal
  * GPU (tuning.h), else the family default; *out_tuned (may be NULL) says which. */
 jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_call_t* call,
                                         bool* out_tuned);
-/* The flash template's dynamic shared memory for a variant (flash.cu's SMEM_BYTES). */
-int64_t jsdpa_flash_smem_bytes(const jsdpa_gen_variant_t* variant);
 
 /* Shared GPU-backend checks (device memory, a GPU in the context, ...). */
 bool jsdpa_gpu_common_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
@@ -185,8 +183,7 @@ JSDPA_MUST_USE jsdpa_status_t jsdpa_prepare_jagged(jsdpa_context_t* ctx, const j
                                                    int block_m, int block_n,
                                                    jsdpa_workspace_t* out_ws,
                                                    jsdpa_params_t* out_params);
-void jsdpa_workspace_release(jsdpa_context_t* ctx, const jsdpa_call_t* call,
-                             jsdpa_workspace_t* ws);
+void jsdpa_workspace_release(jsdpa_context_t* ctx, const jsdpa_call_t* call, jsdpa_workspace_t* ws);
 
 /* Fills the tensor fields of params from the call (pointers, strides, sizes, scale). */
 void jsdpa_params_from_call(const jsdpa_call_t* call, jsdpa_params_t* params);
@@ -197,10 +194,21 @@ void jsdpa_params_from_call(const jsdpa_call_t* call, jsdpa_params_t* params);
 bool jsdpa_tiled_rows_aligned(const char* family, const char* name, const jsdpa_jagged_t* t,
                               char* why, size_t capacity);
 /* Launches a persistent tiled kernel: min(resident blocks x SMs, units) blocks,
- * each fetching units from the prep kernel's schedule until none is left. */
+ * each fetching units from the prep kernel's schedule until none is left.
+ * kernel_params: the kernel's one argument (a jsdpa_params_t, or a struct
+ * that starts with one). */
 JSDPA_MUST_USE jsdpa_status_t jsdpa_tiled_launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
-                                                 const jsdpa_kernel_t* kernel,
-                                                 jsdpa_params_t* params, int64_t units);
+                                                 const jsdpa_kernel_t* kernel, void* kernel_params,
+                                                 int64_t units);
+/* A tiled backend's run: the variant's kernel (JIT), the jagged prep into a
+ * call workspace, `launch` (skipped for an empty call), the workspace
+ * released stream-ordered. */
+typedef jsdpa_status_t (*jsdpa_tiled_launch_fn)(jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                                                const jsdpa_kernel_t* kernel,
+                                                jsdpa_params_t* params);
+JSDPA_MUST_USE jsdpa_status_t jsdpa_tiled_run(jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                                              const jsdpa_gen_variant_t* variant,
+                                              jsdpa_tiled_launch_fn launch);
 /* Maps the API dtype to the generator's. */
 jsdpa_gen_dtype_t jsdpa_gen_dtype_of(jsdpa_dtype_t dtype);
 

@@ -458,7 +458,7 @@ static int compare_candidates(const void* pa, const void* pb) {
   if (da != db) return da < db ? -1 : 1;
   jsdpa_gen_variant_t va = rank_group->key, vb = rank_group->key;
   va.tile = *a, vb.tile = *b;
-  int64_t sa = jsdpa_flash_smem_bytes(&va), sb = jsdpa_flash_smem_bytes(&vb);
+  int64_t sa = jsdpa_gen_smem_bytes(&va), sb = jsdpa_gen_smem_bytes(&vb);
   if (sa != sb) return sa < sb ? -1 : 1;
   char ta[32], tb[32];
   tile_tag(*a, ta, sizeof(ta));
@@ -469,7 +469,7 @@ static int compare_candidates(const void* pa, const void* pb) {
 /* Whether the device can run the tile at all; else why not. */
 static bool tile_fits(const sweep_t* s, const jsdpa_gen_variant_t* v, char* why, size_t capacity) {
   if (!jsdpa_gen_variant_check(v, why, capacity)) return false;
-  const int64_t smem = jsdpa_flash_smem_bytes(v);
+  const int64_t smem = jsdpa_gen_smem_bytes(v);
   if (smem > s->ctx->max_smem_optin) {
     snprintf(why, capacity, "needs %lld bytes of shared memory; this GPU allows %d",
              (long long)smem, s->ctx->max_smem_optin);

@@ -41,8 +41,8 @@ typedef struct eff_case_s {
   int64_t batch;
   int64_t window_left, window_right;
   float softcap;
-  double scale; /* NaN: the default */
-  bool tf32;    /* options.precision = TF32 */
+  double scale;           /* NaN: the default */
+  bool tf32;              /* options.precision = TF32 */
   jsdpa_backend_t expect; /* what the automatic choice must be */
 } eff_case_t;
 
@@ -85,8 +85,8 @@ static void run_case(jsdpa_context_t* ctx, const eff_case_t* ec) {
                sel.reasons[JSDPA_BACKEND_EFFICIENT]);
   /* Always run on efficient, also where flash is preferred. */
   o.backend = JSDPA_BACKEND_EFFICIENT;
-  snprintf(label, sizeof(label), "efficient%s %s [%s, offsets on the %s]",
-           ec->tf32 ? " tf32" : "", ec->name, desc, ec->offsets_on_device ? "device" : "host");
+  snprintf(label, sizeof(label), "efficient%s %s [%s, offsets on the %s]", ec->tf32 ? " tf32" : "",
+           ec->name, desc, ec->offsets_on_device ? "device" : "host");
   if (ok && CHECK_OK(jsdpa_forward(ctx, &o, &d.q, &d.k, &d.v, &d.out, d.lse)) &&
       CHECK_OK(jsdpa_context_check_device_errors(ctx, NULL))) {
     testutil_device_case_download(c, &d);
@@ -203,9 +203,9 @@ int main(int argc, char** argv) {
              {192, 128}, {128, 256}, {40, 200},  {256, 64}};
   for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); ++i)
     for (int causal = 0; causal < 2; ++causal, ++turn) {
-      eff_case_t ec = base_case(causal ? "16-bit causal" : "16-bit",
-                                turn % 2 ? JSDPA_DTYPE_FP16 : JSDPA_DTYPE_BF16, big[i].d,
-                                big[i].dv, causal);
+      eff_case_t ec =
+          base_case(causal ? "16-bit causal" : "16-bit",
+                    turn % 2 ? JSDPA_DTYPE_FP16 : JSDPA_DTYPE_BF16, big[i].d, big[i].dv, causal);
       ec.heads = big[i].d > 256 ? 2 : 6;
       ec.kv_heads = ec.heads == 6 ? kv_heads[turn % 3] : 1;
       ec.layout = layouts[turn % 3];

@@ -252,7 +252,7 @@ static void test_backend(void) {
   v = jsdpa_flash_variant(ctx, &call, &tuned);
   dflt = jsdpa_gen_default_tile(JSDPA_GEN_FAMILY_FLASH, ctx->arch, JSDPA_GEN_DTYPE_FP16, 256, 256,
                                 true);
-  CHECK(!tuned && tile_is(v.tile, dflt) && jsdpa_flash_smem_bytes(&v) <= ctx->max_smem_optin,
+  CHECK(!tuned && tile_is(v.tile, dflt) && jsdpa_gen_smem_bytes(&v) <= ctx->max_smem_optin,
         "an entry that needs too much shared memory: the default tile");
   /* A forced table (jsdpa-tune's) answers every call. */
   jsdpa_tuning_destroy(jsdpa_tuning_swap(ctx, jsdpa_tuning_create_forced(short_tile)));
