@@ -152,19 +152,21 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
           {64, 64, 4, 2}, {64, 32, 4, 2}, {64, 64, 4, 1}, {64, 32, 4, 1}, {32, 32, 2, 1},
       };
       static const jsdpa_gen_tile_t wide[] = {{64, 64, 4, 1}, {64, 32, 4, 1}, {32, 32, 2, 1}};
-      /* fp32: 32 rows per warp halve the tf32 split work per product; on an
-       * H100 (bench/dev/efficient_tiles.sh, mixed) m128n32w4s2 ran d64 at
-       * 53.8 TFLOP/s against 44.6 for m64n64w4s2, m128n32w4s1 d128 at 46.9
-       * against 41.2 for m64n32w4s2. */
+      /* fp32: up to d 64, 32 rows per warp halve the tf32 split work per
+       * product (on an H100, bench/dev/efficient_tiles.sh, mixed: m128n32w4s2
+       * 53.8 TFLOP/s, m64n64w4s2 44.6); past that two row blocks per warp no
+       * longer fit the registers of the fp32-accurate accumulation
+       * (efficient.cu, mma_split) without spills. */
       static const jsdpa_gen_tile_t fp32[] = {
-          {128, 32, 4, 2}, {128, 32, 4, 1}, {64, 64, 4, 2}, {64, 32, 4, 2},
-          {64, 64, 4, 1},  {64, 32, 4, 1},  {32, 32, 2, 1},
+          {128, 32, 4, 2}, {64, 32, 4, 2}, {64, 32, 4, 1}, {32, 32, 2, 1},
       };
       const bool big16 = dtype != JSDPA_GEN_DTYPE_FP32 && head_dim_v > 256;
-      const jsdpa_gen_tile_t* list = big16 ? wide : dtype == JSDPA_GEN_DTYPE_FP32 ? fp32 : order;
-      const size_t count = big16                           ? sizeof(wide) / sizeof(wide[0])
-                           : dtype == JSDPA_GEN_DTYPE_FP32 ? sizeof(fp32) / sizeof(fp32[0])
-                                                           : sizeof(order) / sizeof(order[0]);
+      const bool f32 = dtype == JSDPA_GEN_DTYPE_FP32;
+      const bool f32_small = f32 && (head_dim > head_dim_v ? head_dim : head_dim_v) <= 64;
+      const jsdpa_gen_tile_t* list = big16 ? wide : f32 ? fp32 + (f32_small ? 0 : 1) : order;
+      const size_t count = big16 ? sizeof(wide) / sizeof(wide[0])
+                           : f32 ? sizeof(fp32) / sizeof(fp32[0]) - (f32_small ? 0 : 1)
+                                 : sizeof(order) / sizeof(order[0]);
       const int64_t sm_kib = arch.sm == 86 || arch.sm == 89 ? 99 : (arch.sm == 80 ? 163 : 227);
       const int64_t budget = (big16 || sm_kib < 113 ? sm_kib : 113) * 1024;
       for (size_t i = 0; i < count; ++i) {

@@ -143,6 +143,28 @@ __device__ __forceinline__ void mma_step(float (&c)[4], const u32 (&a)[4], const
 #endif
 }
 
+/* fp32-accurate accumulation. The tensor core's fp32 accumulation truncates
+ * (it does not round to nearest), so a long sum accumulated on it drifts: on
+ * an H100, a P V over 2048 keys accumulated in place (768 tf32 products per
+ * output) came out at 7x the error of a plain fp32 dot product (jsdpa-run,
+ * fp32 d128, 2026-11-25). So the fp32-accurate path keeps the truncated sums
+ * short and adds them up with ordinary round-to-nearest FADDs:
+ *  - Q K^T: the small cross terms go to their own accumulator (their
+ *    truncation is relative to their own tiny size), added to S at the end;
+ *  - P V: one output column tile at a time, every key of the tile into a
+ *    fresh partial (3 * BN / 8 products), added to O once per key tile. */
+__device__ __forceinline__ void mma_split(float (&c)[4], float (&cs)[4], const u32 (&a)[4],
+                                          const u32 (&as)[4], u32 b0, u32 b1, u32 bs0, u32 bs1) {
+#if defined(JSDPA_DTYPE_FP32)
+  mma1688_tf32(cs, as, b0, b1);
+  mma1688_tf32(cs, a, bs0, bs1);
+  mma1688_tf32(c, a, b0, b1);
+#else
+  (void)cs, (void)as, (void)bs0, (void)bs1;
+  mma16816(c, a, b0, b1);
+#endif
+}
+
 /* ------------------------------------------------------------ tile loads */
 
 /*
@@ -320,11 +342,17 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
     load_v(j + STAGES - 1);
 
     /* S = Q K^T for this warp's rows. */
-    float s[MT][NT][4];
+    constexpr bool SPLIT_ACC = F32 && PASSES == 3; /* see mma_split */
+    constexpr int SLM = SPLIT_ACC ? MT : 1, SLN = SPLIT_ACC ? NT : 1;
+    float s[MT][NT][4], sl[SLM][SLN][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
       for (int n = 0; n < NT; ++n) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
+#pragma unroll
+    for (int mt = 0; mt < SLM; ++mt)
+#pragma unroll
+      for (int n = 0; n < SLN; ++n) sl[mt][n][0] = sl[mt][n][1] = sl[mt][n][2] = sl[mt][n][3] = 0.f;
     const u32 kbase = s_k + slot * SMEM_K + k_off;
 #pragma unroll
     for (int ks = 0; ks < KS; ++ks) {
@@ -351,10 +379,25 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
         }
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
-          mma_step(s[mt][2 * np], a[mt], as[mt], b[0], b[1], bs[0], bs[1]);
-          mma_step(s[mt][2 * np + 1], a[mt], as[mt], b[2], b[3], bs[2], bs[3]);
+          if (SPLIT_ACC) {
+            mma_split(s[mt][2 * np], sl[SPLIT_ACC ? mt : 0][SPLIT_ACC ? 2 * np : 0], a[mt], as[mt],
+                      b[0], b[1], bs[0], bs[1]);
+            mma_split(s[mt][2 * np + 1], sl[SPLIT_ACC ? mt : 0][SPLIT_ACC ? 2 * np + 1 : 0], a[mt],
+                      as[mt], b[2], b[3], bs[2], bs[3]);
+          } else {
+            mma_step(s[mt][2 * np], a[mt], as[mt], b[0], b[1], bs[0], bs[1]);
+            mma_step(s[mt][2 * np + 1], a[mt], as[mt], b[2], b[3], bs[2], bs[3]);
+          }
         }
       }
+    }
+    if (SPLIT_ACC) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int n = 0; n < NT; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mt][n][e] += sl[SPLIT_ACC ? mt : 0][SPLIT_ACC ? n : 0][e];
     }
 
     if (softcap) {
@@ -467,6 +510,41 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
     load_k(j + STAGES);
 
     const u32 vbase = s_v + slot * SMEM_V + v_off;
+#if defined(JSDPA_DTYPE_FP32)
+    if (SPLIT_ACC) {
+      /* P for every k step of the tile, split once; keys permuted as below. */
+      u32 pb[MT][KV][4], pl[MT][KV][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int k = 0; k < KV; ++k) {
+          split_tf32(s[mt][k][0], pb[mt][k][0], pl[mt][k][0]);
+          split_tf32(s[mt][k][2], pb[mt][k][1], pl[mt][k][1]);
+          split_tf32(s[mt][k][1], pb[mt][k][2], pl[mt][k][2]);
+          split_tf32(s[mt][k][3], pb[mt][k][3], pl[mt][k][3]);
+        }
+#pragma unroll
+      for (int dt = 0; dt < DT; ++dt) {
+        float part[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) part[mt][0] = part[mt][1] = part[mt][2] = part[mt][3] = 0.f;
+#pragma unroll
+        for (int k = 0; k < KV; ++k) {
+          const u32 addr = vbase + k * 8 * VROW + dt * 32;
+          u32 b0, b1, bs0, bs1;
+          split_tf32(__uint_as_float(ld_shared_u32(addr)), b0, bs0);
+          split_tf32(__uint_as_float(ld_shared_u32(addr + VROW)), b1, bs1);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt)
+            mma_step(part[mt], pb[mt][k], pl[mt][k], b0, b1, bs0, bs1);
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) o[mt][dt][e] += part[mt][e];
+      }
+    } else
+#endif
 #pragma unroll
     for (int k = 0; k < KV; ++k) {
       /* P's A fragment for k step k, straight from the S accumulators:
