@@ -344,7 +344,7 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
     /* S = Q K^T for this warp's rows. */
     constexpr bool SPLIT_ACC = F32 && PASSES == 3; /* see mma_split */
     constexpr int SLM = SPLIT_ACC ? MT : 1, SLN = SPLIT_ACC ? NT : 1;
-    float s[MT][NT][4], sl[SLM][SLN][4], s2[SLM][SLN][4];
+    float s[MT][NT][4], sl[SLM][SLN][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -352,9 +352,7 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
 #pragma unroll
     for (int mt = 0; mt < SLM; ++mt)
 #pragma unroll
-      for (int n = 0; n < SLN; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) sl[mt][n][e] = s2[mt][n][e] = 0.f;
+      for (int n = 0; n < SLN; ++n) sl[mt][n][0] = sl[mt][n][1] = sl[mt][n][2] = sl[mt][n][3] = 0.f;
     const u32 kbase = s_k + slot * SMEM_K + k_off;
 #pragma unroll
     for (int ks = 0; ks < KS; ++ks) {
@@ -382,13 +380,10 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
           if (SPLIT_ACC) {
-            /* Odd k steps into a second accumulator: half as many
-             * truncating additions per sum. */
-            const int m = SPLIT_ACC ? mt : 0, n = SPLIT_ACC ? 2 * np : 0;
-            mma_split(ks & 1 ? s2[m][n] : s[mt][2 * np], sl[m][n], a[mt], as[mt], b[0], b[1],
-                      bs[0], bs[1]);
-            mma_split(ks & 1 ? s2[m][n + 1] : s[mt][2 * np + 1], sl[m][n + 1], a[mt], as[mt], b[2],
-                      b[3], bs[2], bs[3]);
+            mma_split(s[mt][2 * np], sl[SPLIT_ACC ? mt : 0][SPLIT_ACC ? 2 * np : 0], a[mt], as[mt],
+                      b[0], b[1], bs[0], bs[1]);
+            mma_split(s[mt][2 * np + 1], sl[SPLIT_ACC ? mt : 0][SPLIT_ACC ? 2 * np + 1 : 0], a[mt],
+                      as[mt], b[2], b[3], bs[2], bs[3]);
           } else {
             mma_step(s[mt][2 * np], a[mt], as[mt], b[0], b[1], bs[0], bs[1]);
             mma_step(s[mt][2 * np + 1], a[mt], as[mt], b[2], b[3], bs[2], bs[3]);
@@ -402,9 +397,7 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
 #pragma unroll
         for (int n = 0; n < NT; ++n)
 #pragma unroll
-          for (int e = 0; e < 4; ++e)
-            s[mt][n][e] += s2[SPLIT_ACC ? mt : 0][SPLIT_ACC ? n : 0][e] +
-                           sl[SPLIT_ACC ? mt : 0][SPLIT_ACC ? n : 0][e];
+          for (int e = 0; e < 4; ++e) s[mt][n][e] += sl[SPLIT_ACC ? mt : 0][SPLIT_ACC ? n : 0][e];
     }
 
     if (softcap) {
