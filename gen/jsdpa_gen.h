@@ -70,7 +70,7 @@ typedef struct jsdpa_gen_variant_s {
   int head_dim_v; /* v / output head dim */
   bool causal;
   /* fp32 only (efficient family): one TF32 tensor-core pass per product
-   * instead of the fp32-accurate three-pass split. The caller opts in. */
+   * instead of the three-pass (3xTF32) split. The caller opts in. */
   bool tf32;
   jsdpa_gen_tile_t tile; /* resolved: explicit from the spec or the family default */
   jsdpa_gen_loc_t loc;   /* the spec entry it came from (0s when built by the runtime) */

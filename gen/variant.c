@@ -155,7 +155,7 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
       /* fp32: up to d 64, 32 rows per warp halve the tf32 split work per
        * product (on an H100, bench/dev/efficient_tiles.sh, mixed: m128n32w4s2
        * 53.8 TFLOP/s, m64n64w4s2 44.6); past that two row blocks per warp no
-       * longer fit the registers of the fp32-accurate accumulation
+       * longer fit the registers of the three-pass accumulation
        * (efficient.cu, mma_split) without spills. */
       static const jsdpa_gen_tile_t fp32[] = {
           {128, 32, 4, 2}, {64, 32, 4, 2}, {64, 32, 4, 1}, {32, 32, 2, 1},

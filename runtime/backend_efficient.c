@@ -1,6 +1,6 @@
 /* The efficient backend: the generated tiled kernel for what flash does not
- * take (templates/efficient.cu): fp32 inputs (fp32-accurate 3xTF32 tensor-core
- * products, or one TF32 pass when the caller sets JSDPA_PRECISION_TF32), head
+ * take (templates/efficient.cu): fp32 inputs (3xTF32 tensor-core products with
+ * short truncating sums, or one TF32 pass when the caller sets JSDPA_PRECISION_TF32), head
  * dims up to 1024, and a value head dim different from the query/key one (cut
  * into output slices of at most 256 columns). Backend choice asks it after
  * flash, so math runs only what neither can (misaligned rows, scale <= 0, an

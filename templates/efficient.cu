@@ -18,8 +18,10 @@
  *     split x = big + small with big = tf32(x), small = tf32(x - big), and a
  *     product is a_big b_big + a_big b_small + a_small b_big (the small x
  *     small term is below fp32's rounding): three tensor-core passes give
- *     fp32-level error (the 3xTF32 idea of NVIDIA's CUTLASS, which PyTorch's
- *     efficient kernel also uses for fp32). A caller who opts into TF32
+ *     products at fp32 precision (the 3xTF32 idea of NVIDIA's CUTLASS, which
+ *     PyTorch's efficient kernel also uses for fp32); the sums are kept
+ *     short (mma_split below), and the result measures within 2-5x of a
+ *     plain fp32 dot product's error on an H100. A caller who opts into TF32
  *     (JSDPA_PRECISION_TF32 -> the variant's tf32 flag) gets one pass.
  *     P V in fp32 cannot use ldmatrix.trans (it moves 16-bit values), so V is
  *     read with 32-bit loads, and the key order inside each k8 step is
@@ -143,16 +145,18 @@ __device__ __forceinline__ void mma_step(float (&c)[4], const u32 (&a)[4], const
 #endif
 }
 
-/* fp32-accurate accumulation. The tensor core's fp32 accumulation truncates
+/* fp32 accumulation. The tensor core's fp32 accumulation truncates
  * (it does not round to nearest), so a long sum accumulated on it drifts: on
  * an H100, a P V over 2048 keys accumulated in place (768 tf32 products per
  * output) came out at 7x the error of a plain fp32 dot product (jsdpa-run,
- * fp32 d128, 2026-11-25). So the fp32-accurate path keeps the truncated sums
+ * fp32 d128, 2026-11-25). So the three-pass path keeps the truncated sums
  * short and adds them up with ordinary round-to-nearest FADDs:
  *  - Q K^T: the small cross terms go to their own accumulator (their
  *    truncation is relative to their own tiny size), added to S at the end;
  *  - P V: one output column tile at a time, every key of the tile into a
- *    fresh partial (3 * BN / 8 products), added to O once per key tile. */
+ *    fresh partial (3 * BN / 8 products), added to O once per key tile.
+ * (CUTLASS's multistage mainloop does the same for its fast-fp32 operator: a
+ * temporary accumulator added to the real one once per main-loop iteration.) */
 __device__ __forceinline__ void mma_split(float (&c)[4], float (&cs)[4], const u32 (&a)[4],
                                           const u32 (&as)[4], u32 b0, u32 b1, u32 bs0, u32 bs1) {
 #if defined(JSDPA_DTYPE_FP32)

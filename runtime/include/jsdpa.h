@@ -187,14 +187,16 @@ void jsdpa_context_cache_stats(const jsdpa_context_t* context, jsdpa_cache_stats
 
 /* ---------------------------------------------------------------- forward */
 
-/* How products are computed. fp32 inputs run fp32-accurate by default: the
- * efficient backend splits each fp32 value into two TF32 parts and issues
- * three tensor-core products (3xTF32), which measures at fp32's error against
- * a float64 reference. TF32 trades that for speed (~2.5x on an H100): one
+/* How products are computed. By default fp32 inputs keep (near) fp32
+ * accuracy: the efficient backend splits each fp32 value into two TF32 parts,
+ * issues three tensor-core products (3xTF32, as PyTorch's efficient kernel),
+ * and keeps the tensor core's truncating sums short; measured on an H100 its
+ * error against float64 is 2-5x a plain fp32 dot product's on 2K-4K keys
+ * (bench/RESULTS.md). TF32 trades accuracy for speed (2-3x on an H100): one
  * TF32 product, 10 mantissa bits, fp32 accumulation. It never applies to
  * fp16/bf16 inputs. */
 typedef enum jsdpa_precision_e {
-  JSDPA_PRECISION_DEFAULT = 0, /* fp32 accumulate (fp64 for fp64 inputs); fp32 inputs fp32-accurate */
+  JSDPA_PRECISION_DEFAULT = 0, /* fp32 accumulate (fp64 for fp64 inputs); fp32 inputs 3xTF32 */
   JSDPA_PRECISION_FP64 = 1,    /* cpu backend: accumulate in double (the test oracle) */
   JSDPA_PRECISION_TF32 = 2,    /* fp32 inputs: one TF32 tensor-core pass (opt-in, 10-bit mantissa) */
 } jsdpa_precision_t;

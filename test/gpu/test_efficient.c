@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
                                               TESTUTIL_LAYOUT_HEAD_MAJOR};
   int turn = 0;
 
-  /* fp32 sweep: the fp32-accurate default, every 3rd case also with TF32. */
+  /* fp32 sweep: the 3xTF32 default, every 3rd case also with TF32. */
   static const int64_t f32_dims[] = {8, 40, 64, 96, 128, 200, 256, 512};
   for (size_t i = 0; i < sizeof(f32_dims) / sizeof(f32_dims[0]); ++i)
     for (int causal = 0; causal < 2; ++causal, ++turn) {
