@@ -85,11 +85,11 @@ constexpr int STAGES = JSDPA_STAGES;
 constexpr bool WIDE = !F32 && SLICES > 1 && BN % (16 * SLICES) == 0;
 constexpr int GROUPS = WIDE ? SLICES : 1;
 constexpr int UNIT_SLICES = WIDE ? 1 : SLICES; /* slices that are separate work units */
-constexpr int KN = BN / GROUPS;                 /* keys of one group's scores */
+constexpr int KN = BN / GROUPS;                /* keys of one group's scores */
 constexpr int THREADS = 32 * WARPS * GROUPS;
 constexpr int WM = BM / WARPS;
 constexpr int MT = WM / 16;
-constexpr int NT = KN / 8; /* n8 tiles of one warp's scores */
+constexpr int NT = KN / 8;              /* n8 tiles of one warp's scores */
 constexpr int KS = DP / KE;             /* k steps of Q K^T */
 constexpr int DT = DVS / 8;             /* n8 tiles of the output slice */
 constexpr int KV = BN / (F32 ? 8 : 16); /* k steps of P V */
@@ -99,10 +99,10 @@ constexpr int KV = BN / (F32 ? 8 : 16); /* k steps of P V */
  * conflict-free (bank 8t + g, or 24t + g, mod 32). */
 constexpr int QROW = DP * ES + 16;
 constexpr int VROW = GROUPS * DVS * ES + 16; /* wide: every group's slice in one row */
-constexpr int QCH = DP * ES / 16; /* 16-byte chunks per padded row */
-constexpr int VCH = GROUPS * DVS * ES / 16; /* chunks of one V row load */
-constexpr int OCH = DVS * ES / 16;          /* chunks of one warp's output row */
-constexpr int PROW = BN * 2 + 16;           /* wide: P rows, 16-bit */
+constexpr int QCH = DP * ES / 16;            /* 16-byte chunks per padded row */
+constexpr int VCH = GROUPS * DVS * ES / 16;  /* chunks of one V row load */
+constexpr int OCH = DVS * ES / 16;           /* chunks of one warp's output row */
+constexpr int PROW = BN * 2 + 16;            /* wide: P rows, 16-bit */
 /* The Q tile's buffer also stages the output slice (rows at pitch VROW). */
 constexpr int SMEM_Q = BM * (QROW > VROW ? QROW : VROW);
 constexpr int SMEM_K = BN * QROW;
@@ -220,7 +220,7 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
   /* Wide: this warp's group (slice), else 0; and its 16 * MT rows in the tile. */
   const int grp = WIDE ? (threadIdx.x >> 5) / WARPS : 0;
   const int warp = WIDE ? (threadIdx.x >> 5) % WARPS : threadIdx.x >> 5;
-  const int g = lane >> 2, t = lane & 3;       /* mma fragment row group / column pair */
+  const int g = lane >> 2, t = lane & 3; /* mma fragment row group / column pair */
 
   const int q_begin = p.q_offsets[batch], lq = p.q_offsets[batch + 1] - q_begin;
   const int kv_begin = p.kv_offsets[batch], lk = p.kv_offsets[batch + 1] - kv_begin;
@@ -229,9 +229,9 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
   const int diag = lk - lq; /* row i's causal limit is key i + diag */
   const int kv_head = head / (p.heads / p.kv_heads);
   const int wl = p.window_left, wr = p.window_right;
-  const int c0 = (WIDE ? grp : slice) * DVS;           /* this warp's output columns */
+  const int c0 = (WIDE ? grp : slice) * DVS;              /* this warp's output columns */
   const int o_real = max(0, min(DV, c0 + DVS) - c0) * ES; /* bytes of them that exist */
-  const int v_real = WIDE ? DV * ES : o_real;           /* bytes of a V row to load */
+  const int v_real = WIDE ? DV * ES : o_real;             /* bytes of a V row to load */
 
   /* Keys visible to some row of this tile: [n_begin, n_end). */
   const int last_row = m0 + rows - 1;
@@ -418,25 +418,8 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
     const bool full = n0 + BN <= lk && (!JSDPA_CAUSAL || n0 + BN - 1 <= m0 + diag) &&
                       (wr < 0 || n0 + BN - 1 <= m0 + diag + wr) &&
                       (wl < 0 || n0 >= last_row + diag - wl);
-    if (!full) {
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int row = m0 + warp * WM + mt * 16 + g + 8 * h;
-          int hi = lk - 1;
-          if (JSDPA_CAUSAL) hi = min(hi, row + diag);
-          if (wr >= 0) hi = min(hi, row + diag + wr);
-          const int lo = wl >= 0 ? row + diag - wl : 0;
-#pragma unroll
-          for (int n = 0; n < NT; ++n)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int col = n0 + grp * KN + n * 8 + 2 * t + e;
-              if (col > hi || col < lo) s[mt][n][2 * h + e] = JSDPA_NEG_INFINITY;
-            }
-        }
-    }
+    if (!full)
+      mask_scores(s, m0 + warp * WM + g, n0 + grp * KN + 2 * t, lk, diag, JSDPA_CAUSAL, wl, wr);
 
     /* Wide: each group has the maximum over its keys only; they meet in
      * shared memory (written by lane t == 0 of each row's quad). */
@@ -445,11 +428,7 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          float mx = JSDPA_NEG_INFINITY;
-#pragma unroll
-          for (int n = 0; n < NT; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float mx = quad_row_max(s, mt, h, JSDPA_NEG_INFINITY);
           if (t == 0) red_max[grp * BM + warp * WM + mt * 16 + g + 8 * h] = mx;
         }
       /* Every group's partial maxima are written (and every warp is past
@@ -468,30 +447,10 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
           for (int gi = 0; gi < GROUPS; ++gi)
             mx = fmaxf(mx, red_max[gi * BM + warp * WM + mt * 16 + g + 8 * h]);
         } else {
-#pragma unroll
-          for (int n = 0; n < NT; ++n)
-            mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          mx = quad_row_max(s, mt, h, mx);
         }
-        /* A row that has seen only masked keys keeps max -inf: subtract 0
-         * instead, so exp2 gives 0 rather than NaN. */
-        const float shift = mx == JSDPA_NEG_INFINITY ? 0.f : mx * mult;
-        const float corr = exp2_approx(row_max[mt][h] * mult - shift);
-        row_max[mt][h] = mx;
-        float sum = 0.f;
-#pragma unroll
-        for (int n = 0; n < NT; ++n) {
-          s[mt][n][2 * h] = exp2_approx(fmaf(s[mt][n][2 * h], mult, -shift));
-          s[mt][n][2 * h + 1] = exp2_approx(fmaf(s[mt][n][2 * h + 1], mult, -shift));
-          sum += s[mt][n][2 * h] + s[mt][n][2 * h + 1];
-        }
-        row_sum[mt][h] = row_sum[mt][h] * corr + sum; /* wide: this group's keys only */
-#pragma unroll
-        for (int dt = 0; dt < DT; ++dt) {
-          o[mt][dt][2 * h] *= corr;
-          o[mt][dt][2 * h + 1] *= corr;
-        }
+        /* wide: row_sum covers this group's keys only */
+        softmax_rows(s, row_max, row_sum, o, mt, h, mx, mult);
       }
 #if !defined(JSDPA_DTYPE_FP32)
       /* Wide: this warp's 16 rows x KN keys of P into the block's P tile. */
@@ -500,9 +459,9 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
         for (int h = 0; h < 2; ++h)
 #pragma unroll
           for (int n = 0; n < NT; ++n)
-            st_shared_u32(s_p + (warp * WM + mt * 16 + g + 8 * h) * PROW +
-                              (grp * KN + n * 8 + 2 * t) * 2,
-                          pack2(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
+            st_shared_u32(
+                s_p + (warp * WM + mt * 16 + g + 8 * h) * PROW + (grp * KN + n * 8 + 2 * t) * 2,
+                pack2(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
       }
 #endif
     }
@@ -550,18 +509,18 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
     } else
 #endif
 #pragma unroll
-    for (int k = 0; k < KV; ++k) {
-      /* P's A fragment for k step k, straight from the S accumulators:
-       * 16-bit: n8 tiles 2k and 2k + 1 packed (see flash.cu); fp32: n8 tile
-       * k, its keys 2t / 2t + 1 in fragment slots t / t + 4 (header, 2.). */
-      u32 pa[MT][4], ps[MT][4];
+      for (int k = 0; k < KV; ++k) {
+        /* P's A fragment for k step k, straight from the S accumulators:
+         * 16-bit: n8 tiles 2k and 2k + 1 packed (see flash.cu); fp32: n8 tile
+         * k, its keys 2t / 2t + 1 in fragment slots t / t + 4 (header, 2.). */
+        u32 pa[MT][4], ps[MT][4];
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
+        for (int mt = 0; mt < MT; ++mt) {
 #if defined(JSDPA_DTYPE_FP32)
-        split_tf32(s[mt][k][0], pa[mt][0], ps[mt][0]);
-        split_tf32(s[mt][k][2], pa[mt][1], ps[mt][1]);
-        split_tf32(s[mt][k][1], pa[mt][2], ps[mt][2]);
-        split_tf32(s[mt][k][3], pa[mt][3], ps[mt][3]);
+          split_tf32(s[mt][k][0], pa[mt][0], ps[mt][0]);
+          split_tf32(s[mt][k][2], pa[mt][1], ps[mt][1]);
+          split_tf32(s[mt][k][1], pa[mt][2], ps[mt][2]);
+          split_tf32(s[mt][k][3], pa[mt][3], ps[mt][3]);
 #else
         if (WIDE) {
           ldmatrix_x4(pa[mt], s_p + p_off + mt * 16 * PROW + k * 32);
@@ -575,30 +534,30 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
         }
         ps[mt][0] = ps[mt][1] = ps[mt][2] = ps[mt][3] = 0u;
 #endif
-      }
-      if (F32) {
-#pragma unroll
-        for (int dt = 0; dt < DT; ++dt) {
-          const u32 addr = vbase + k * 8 * VROW + dt * 32;
-          u32 b0, b1, bs0, bs1;
-          split_tf32(__uint_as_float(ld_shared_u32(addr)), b0, bs0);
-          split_tf32(__uint_as_float(ld_shared_u32(addr + VROW)), b1, bs1);
-#pragma unroll
-          for (int mt = 0; mt < MT; ++mt) mma_step(o[mt][dt], pa[mt], ps[mt], b0, b1, bs0, bs1);
         }
-      } else {
+        if (F32) {
 #pragma unroll
-        for (int dp = 0; dp < DT / 2; ++dp) {
-          u32 b[4];
-          ldmatrix_x4_trans(b, vbase + k * 16 * VROW + dp * 32);
+          for (int dt = 0; dt < DT; ++dt) {
+            const u32 addr = vbase + k * 8 * VROW + dt * 32;
+            u32 b0, b1, bs0, bs1;
+            split_tf32(__uint_as_float(ld_shared_u32(addr)), b0, bs0);
+            split_tf32(__uint_as_float(ld_shared_u32(addr + VROW)), b1, bs1);
 #pragma unroll
-          for (int mt = 0; mt < MT; ++mt) {
-            mma_step(o[mt][2 * dp], pa[mt], ps[mt], b[0], b[1], 0u, 0u);
-            mma_step(o[mt][2 * dp + 1], pa[mt], ps[mt], b[2], b[3], 0u, 0u);
+            for (int mt = 0; mt < MT; ++mt) mma_step(o[mt][dt], pa[mt], ps[mt], b0, b1, bs0, bs1);
+          }
+        } else {
+#pragma unroll
+          for (int dp = 0; dp < DT / 2; ++dp) {
+            u32 b[4];
+            ldmatrix_x4_trans(b, vbase + k * 16 * VROW + dp * 32);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+              mma_step(o[mt][2 * dp], pa[mt], ps[mt], b[0], b[1], 0u, 0u);
+              mma_step(o[mt][2 * dp + 1], pa[mt], ps[mt], b[2], b[3], 0u, 0u);
+            }
           }
         }
       }
-    }
   }
 
   /* Epilogue: normalize, LSE (slice 0 writes it), and the output slice
@@ -622,7 +581,8 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
       for (int h = 0; h < 2; ++h) {
         float sum = 0.f;
 #pragma unroll
-        for (int gi = 0; gi < GROUPS; ++gi) sum += red_sum[gi * BM + warp * WM + mt * 16 + g + 8 * h];
+        for (int gi = 0; gi < GROUPS; ++gi)
+          sum += red_sum[gi * BM + warp * WM + mt * 16 + g + 8 * h];
         row_sum[mt][h] = sum;
       }
   }

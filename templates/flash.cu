@@ -58,7 +58,7 @@
 
 namespace jsdpa_flash {
 
-using namespace jsdpa_tc; /* mma.cuh: cp.async, ldmatrix, mma.sync, ex2 */
+using namespace jsdpa_tc;    /* mma.cuh: cp.async, ldmatrix, mma.sync, ex2 */
 typedef jsdpa_elem_t elem_t; /* common.cuh: fp16 / bf16 bits */
 
 constexpr int D = JSDPA_HEAD_DIM;
@@ -97,9 +97,8 @@ constexpr int SMEM_BLOCKS = (SM_SMEM_KB * 1024) / (SMEM_BYTES + 1024);
 constexpr int REG_ESTIMATE = MT * (NT + DT + (Q_IN_REGS ? KS : 0)) * 4 + 40;
 constexpr int REG_BLOCKS = 65536 / (THREADS * ((REG_ESTIMATE + 7) / 8 * 8));
 constexpr int MIN_BLOCKS_RAW = SMEM_BLOCKS < REG_BLOCKS ? SMEM_BLOCKS : REG_BLOCKS;
-constexpr int MIN_BLOCKS = MT != 1 || !Q_IN_REGS || MIN_BLOCKS_RAW < 1
-                               ? 1
-                               : (MIN_BLOCKS_RAW > 4 ? 4 : MIN_BLOCKS_RAW);
+constexpr int MIN_BLOCKS =
+    MT != 1 || !Q_IN_REGS || MIN_BLOCKS_RAW < 1 ? 1 : (MIN_BLOCKS_RAW > 4 ? 4 : MIN_BLOCKS_RAW);
 
 static_assert(JSDPA_HEAD_DIM_V == JSDPA_HEAD_DIM, "flash: v head dim must equal the qk head dim");
 static_assert(D >= 1 && D <= 256, "flash: head dim must be in 1..256");
@@ -300,58 +299,17 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
     const bool full = n0 + BN <= lk && (!JSDPA_CAUSAL || n0 + BN - 1 <= m0 + diag) &&
                       (wr < 0 || n0 + BN - 1 <= m0 + diag + wr) &&
                       (wl < 0 || n0 >= last_row + diag - wl);
-    if (!full) {
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int row = m0 + warp * WM + mt * 16 + g + 8 * h;
-          int hi = lk - 1;
-          if (JSDPA_CAUSAL) hi = min(hi, row + diag);
-          if (wr >= 0) hi = min(hi, row + diag + wr);
-          const int lo = wl >= 0 ? row + diag - wl : 0;
-#pragma unroll
-          for (int n = 0; n < NT; ++n)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int col = n0 + n * 8 + 2 * t + e;
-              if (col > hi || col < lo) s[mt][n][2 * h + e] = JSDPA_NEG_INFINITY;
-            }
-        }
-    }
+    if (!full) mask_scores(s, m0 + warp * WM + g, n0 + 2 * t, lk, diag, JSDPA_CAUSAL, wl, wr);
 
     /* Online softmax in the exp2 domain; the scale is folded into the FFMA. */
     u32 pf[MT][KV][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        float mx = row_max[mt][h];
-#pragma unroll
-        for (int n = 0; n < NT; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        /* A row that has seen only masked keys keeps max -inf: subtract 0
-         * instead, so exp2 gives 0 rather than NaN. */
-        const float shift = mx == JSDPA_NEG_INFINITY ? 0.f : mx * mult;
-        const float corr = exp2_approx(row_max[mt][h] * mult - shift);
-        row_max[mt][h] = mx;
-        float sum = 0.f;
-#pragma unroll
-        for (int n = 0; n < NT; ++n) {
-          s[mt][n][2 * h] = exp2_approx(fmaf(s[mt][n][2 * h], mult, -shift));
-          s[mt][n][2 * h + 1] = exp2_approx(fmaf(s[mt][n][2 * h + 1], mult, -shift));
-          sum += s[mt][n][2 * h] + s[mt][n][2 * h + 1];
-        }
-        row_sum[mt][h] = row_sum[mt][h] * corr + sum;
-#pragma unroll
-        for (int dt = 0; dt < DT; ++dt) {
-          o[mt][dt][2 * h] *= corr;
-          o[mt][dt][2 * h + 1] *= corr;
-        }
-      }
-      /* The accumulators of n8 tiles 2k and 2k+1 are, register for register,
-       * the A fragment of k16 step k: P never goes through shared memory. */
+      for (int h = 0; h < 2; ++h)
+        softmax_rows(s, row_max, row_sum, o, mt, h, quad_row_max(s, mt, h, row_max[mt][h]), mult);
+        /* The accumulators of n8 tiles 2k and 2k+1 are, register for register,
+         * the A fragment of k16 step k: P never goes through shared memory. */
 #pragma unroll
       for (int k = 0; k < KV; ++k) {
         pf[mt][k][0] = pack2(s[mt][2 * k][0], s[mt][2 * k][1]);

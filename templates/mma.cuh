@@ -23,7 +23,9 @@ __device__ __forceinline__ u32 smem_u32(const void* ptr) {
 __device__ __forceinline__ void cp_async16(u32 dst, const void* src, int bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
@@ -129,6 +131,74 @@ __device__ __forceinline__ void st_global_v4(void* ptr, const u32 (&v)[4]) {
   asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"l"(ptr), "r"(v[0]), "r"(v[1]),
                "r"(v[2]), "r"(v[3])
                : "memory");
+}
+
+/* ------------------------------------------------------------ softmax pieces */
+
+/* Bottom-right masking of a warp's score fragments (m16n8 accumulators:
+ * element 2h + e of tile n is row row0 + 8h (+16 mt), column col0 + 8n + e,
+ * where row0 / col0 already hold the lane's g / 2t). Row i sees key j iff
+ * j <= i + diag (causal), i + diag - wl <= j <= i + diag + wr (windows, when
+ * >= 0) and j < lk; the rest become -inf. */
+template <int MT, int NT>
+__device__ __forceinline__ void mask_scores(float (&s)[MT][NT][4], int row0, int col0, int lk,
+                                            int diag, bool causal, int wl, int wr) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = row0 + mt * 16 + 8 * h;
+      int hi = lk - 1;
+      if (causal) hi = min(hi, row + diag);
+      if (wr >= 0) hi = min(hi, row + diag + wr);
+      const int lo = wl >= 0 ? row + diag - wl : 0;
+#pragma unroll
+      for (int n = 0; n < NT; ++n)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int col = col0 + n * 8 + e;
+          if (col > hi || col < lo) s[mt][n][2 * h + e] = JSDPA_NEG_INFINITY;
+        }
+    }
+}
+
+/* The maximum of row half h of m16 block mt over a warp's scores (the quad
+ * of lanes holding the row reduces it). */
+template <int MT, int NT>
+__device__ __forceinline__ float quad_row_max(const float (&s)[MT][NT][4], int mt, int h,
+                                              float mx) {
+#pragma unroll
+  for (int n = 0; n < NT; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+  return fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+}
+
+/* One online-softmax step for row half h of m16 block mt, in the exp2
+ * domain (the scale folded into the FFMA as mult): the row's new maximum mx
+ * turns its scores into probabilities, and the running sum and the output
+ * accumulators are rescaled by 2^((old max - new max) * mult). */
+template <int MT, int NT, int DT>
+__device__ __forceinline__ void softmax_rows(float (&s)[MT][NT][4], float (&row_max)[MT][2],
+                                             float (&row_sum)[MT][2], float (&o)[MT][DT][4], int mt,
+                                             int h, float mx, float mult) {
+  /* A row that has seen only masked keys keeps max -inf: subtract 0
+   * instead, so exp2 gives 0 rather than NaN. */
+  const float shift = mx == JSDPA_NEG_INFINITY ? 0.f : mx * mult;
+  const float corr = exp2_approx(row_max[mt][h] * mult - shift);
+  row_max[mt][h] = mx;
+  float sum = 0.f;
+#pragma unroll
+  for (int n = 0; n < NT; ++n) {
+    s[mt][n][2 * h] = exp2_approx(fmaf(s[mt][n][2 * h], mult, -shift));
+    s[mt][n][2 * h + 1] = exp2_approx(fmaf(s[mt][n][2 * h + 1], mult, -shift));
+    sum += s[mt][n][2 * h] + s[mt][n][2 * h + 1];
+  }
+  row_sum[mt][h] = row_sum[mt][h] * corr + sum;
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt) {
+    o[mt][dt][2 * h] *= corr;
+    o[mt][dt][2 * h + 1] *= corr;
+  }
 }
 
 }  // namespace jsdpa_tc
