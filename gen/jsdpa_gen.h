@@ -193,6 +193,11 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
  * with 12 warps: a producer and two consumer warpgroups, sm_90a only. */
 #define JSDPA_GEN_FLASH_SM90_WARPS 12
 
+/* Static shared memory a tiled kernel may declare next to its dynamic tile
+ * (the persistent loop's next-unit slots, aligned): tile budgets and the
+ * runtime's fit checks keep it free, since static + dynamic must fit. */
+#define JSDPA_GEN_STATIC_SMEM 1024
+
 /* Dynamic shared memory of a tiled variant's kernel (0 for the math family). */
 int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* variant);
 /* Work units per (query tile, head) of the variant's kernel: the efficient

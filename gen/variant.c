@@ -143,11 +143,12 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
       }
       return d <= 128 ? (jsdpa_gen_tile_t){128, 64, 4, 2} : (jsdpa_gen_tile_t){64, 64, 4, 1};
     case JSDPA_GEN_FAMILY_EFFICIENT: {
-      /* The first tile whose shared memory leaves two blocks per SM (113 KiB
-       * of sm_80/90's 228; sm_86/89's 99 KiB allow one), from 64 keys double-
+      /* The first tile whose shared memory leaves two blocks per SM (half of
+       * sm_80/90's 164/228 KiB, less the 1 KiB the driver reserves per block
+       * and the static slots; sm_86/89's 100 allow one), from 64 keys double-
        * buffered down to 32 rows of 2 warps, single-buffered. A 16-bit value
        * head dim above 256 runs wide (a warp group per slice, one block per
-       * SM): the largest tile that fits the SM then. */
+       * SM): the largest tile that fits a block then. */
       static const jsdpa_gen_tile_t order[] = {
           {64, 64, 4, 2}, {64, 32, 4, 2}, {64, 64, 4, 1}, {64, 32, 4, 1}, {32, 32, 2, 1},
       };
@@ -158,7 +159,10 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
        * longer fit the registers of the three-pass accumulation
        * (efficient.cu, mma_split) without spills. */
       static const jsdpa_gen_tile_t fp32[] = {
-          {128, 32, 4, 2}, {64, 32, 4, 2}, {64, 32, 4, 1}, {32, 32, 2, 1},
+          {128, 32, 4, 2},
+          {64, 32, 4, 2},
+          {64, 32, 4, 1},
+          {32, 32, 2, 1},
       };
       const bool big16 = dtype != JSDPA_GEN_DTYPE_FP32 && head_dim_v > 256;
       const bool f32 = dtype == JSDPA_GEN_DTYPE_FP32;
@@ -167,8 +171,12 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
       const size_t count = big16 ? sizeof(wide) / sizeof(wide[0])
                            : f32 ? sizeof(fp32) / sizeof(fp32[0]) - (f32_small ? 0 : 1)
                                  : sizeof(order) / sizeof(order[0]);
-      const int64_t sm_kib = arch.sm == 86 || arch.sm == 89 ? 99 : (arch.sm == 80 ? 163 : 227);
-      const int64_t budget = (big16 || sm_kib < 113 ? sm_kib : 113) * 1024;
+      const bool small_sm = arch.sm == 86 || arch.sm == 89;
+      const int64_t block_max = (small_sm ? 99 : arch.sm == 80 ? 163 : 227) * 1024;
+      const int64_t sm_bytes = (small_sm ? 100 : arch.sm == 80 ? 164 : 228) * 1024;
+      const int64_t one = block_max - JSDPA_GEN_STATIC_SMEM;
+      const int64_t two = sm_bytes / 2 - 1024 - JSDPA_GEN_STATIC_SMEM;
+      const int64_t budget = big16 || small_sm ? one : two;
       for (size_t i = 0; i < count; ++i) {
         jsdpa_gen_variant_t v = {.family = family,
                                  .arch = arch,

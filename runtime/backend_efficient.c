@@ -12,7 +12,6 @@
 #include <stdio.h>
 
 #include "internal.h"
-#include "tuning.h"
 
 /* Units per (query tile, head): output slices that are separate units. */
 static int64_t slices_of(const jsdpa_gen_variant_t* v) {
@@ -25,21 +24,7 @@ static jsdpa_gen_variant_t efficient_variant(const jsdpa_context_t* ctx, const j
       JSDPA_GEN_FAMILY_EFFICIENT, ctx->arch, jsdpa_gen_dtype_of(call->q.dtype), (int)call->head_dim,
       (int)call->head_dim_v, call->options.is_causal);
   v.tf32 = call->q.dtype == JSDPA_DTYPE_FP32 && call->options.precision == JSDPA_PRECISION_TF32;
-  if (out_tuned) *out_tuned = false;
-  jsdpa_tuning_choice_t choice;
-  if (!jsdpa_tuning_lookup(ctx->tuning, &v, call->total_q, call->batch, &choice)) return v;
-  jsdpa_gen_variant_t tuned = v;
-  tuned.tile = choice.tile;
-  char why[JSDPA_REASON_CAPACITY];
-  if (!jsdpa_gen_variant_check(&tuned, why, sizeof(why)) ||
-      jsdpa_gen_smem_bytes(&tuned) > ctx->max_smem_optin) {
-    jsdpa_log(ctx, 1, "efficient: tuned tile m%dn%dw%ds%d does not fit (%s): default tile",
-              tuned.tile.block_m, tuned.tile.block_n, tuned.tile.warps, tuned.tile.stages,
-              why[0] ? why : "shared memory");
-    return v;
-  }
-  if (out_tuned) *out_tuned = true;
-  return tuned;
+  return jsdpa_tiled_tuned(ctx, call, v, out_tuned);
 }
 
 static bool efficient_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
@@ -75,28 +60,8 @@ static bool efficient_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, ch
     if (!jsdpa_tiled_rows_aligned("efficient", names[i], tensors[i], why, capacity)) return false;
   jsdpa_gen_variant_t variant = efficient_variant(ctx, call, NULL);
   if (!jsdpa_gen_variant_check(&variant, why, capacity)) return false;
-  const int64_t smem = jsdpa_gen_smem_bytes(&variant);
-  if (smem > ctx->max_smem_optin) {
-    snprintf(why, capacity,
-             "the efficient tile m%dn%d (stages %d, head dims %lld/%lld) needs %lld bytes of "
-             "shared memory; this GPU allows %d per block",
-             variant.tile.block_m, variant.tile.block_n, variant.tile.stages,
-             (long long)call->head_dim, (long long)call->head_dim_v, (long long)smem,
-             ctx->max_smem_optin);
-    return false;
-  }
-  /* Units (slice, query tile, head) are counted in int32 on the device. */
-  const int64_t units =
-      (call->total_q / variant.tile.block_m + call->batch) * call->heads * slices_of(&variant);
-  if (units > INT32_MAX) {
-    snprintf(why, capacity,
-             "q has %lld tokens in %lld sequences x %lld heads: %lld efficient work units exceed "
-             "int32",
-             (long long)call->total_q, (long long)call->batch, (long long)call->heads,
-             (long long)units);
-    return false;
-  }
-  return true;
+  return jsdpa_tiled_fits(ctx, &variant, why, capacity) &&
+         jsdpa_tiled_units_fit(ctx, call, &variant, why, capacity);
 }
 
 static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,

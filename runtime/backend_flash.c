@@ -92,28 +92,7 @@ jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_
                                    : (jsdpa_gen_tile_t){128, 64, JSDPA_GEN_FLASH_SM90_WARPS, 2};
     return v;
   }
-  jsdpa_tuning_choice_t choice;
-  if (!jsdpa_tuning_lookup(ctx->tuning, &v, call->total_q, call->batch, &choice)) return v;
-  /* A database entry names a tile for a GPU model; one this device cannot
-   * hold (another smem carve-out) or the generator rejects falls back. */
-  jsdpa_gen_variant_t tuned = v;
-  tuned.tile = choice.tile;
-  char why[JSDPA_REASON_CAPACITY];
-  if (!jsdpa_gen_variant_check(&tuned, why, sizeof(why))) {
-    jsdpa_log(ctx, 1, "flash: tuned tile m%dn%dw%ds%d rejected (%s): default tile",
-              tuned.tile.block_m, tuned.tile.block_n, tuned.tile.warps, tuned.tile.stages, why);
-    return v;
-  }
-  if (jsdpa_gen_smem_bytes(&tuned) > ctx->max_smem_optin) {
-    jsdpa_log(ctx, 1,
-              "flash: tuned tile m%dn%dw%ds%d needs %lld bytes of shared memory, this GPU allows "
-              "%d: default tile",
-              tuned.tile.block_m, tuned.tile.block_n, tuned.tile.warps, tuned.tile.stages,
-              (long long)jsdpa_gen_smem_bytes(&tuned), ctx->max_smem_optin);
-    return v;
-  }
-  if (out_tuned) *out_tuned = true;
-  return tuned;
+  return jsdpa_tiled_tuned(ctx, call, v, out_tuned);
 }
 
 static bool flash_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
@@ -154,25 +133,8 @@ static bool flash_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, char* 
     if (!jsdpa_tiled_rows_aligned("flash", names[i], tensors[i], why, capacity)) return false;
   jsdpa_gen_variant_t variant = jsdpa_flash_variant(ctx, call, NULL);
   if (!jsdpa_gen_variant_check(&variant, why, capacity)) return false;
-  const int64_t smem = jsdpa_gen_smem_bytes(&variant);
-  if (smem > ctx->max_smem_optin) {
-    snprintf(why, capacity,
-             "the flash tile m%dn%d (stages %d, head dim %lld) needs %lld bytes of shared memory; "
-             "this GPU allows %d per block",
-             variant.tile.block_m, variant.tile.block_n, variant.tile.stages,
-             (long long)call->head_dim, (long long)smem, ctx->max_smem_optin);
-    return false;
-  }
-  /* Units (query tile, head) are counted in int32 on the device. */
-  const int64_t units = (call->total_q / variant.tile.block_m + call->batch) * call->heads;
-  if (units > INT32_MAX) {
-    snprintf(why, capacity,
-             "q has %lld tokens in %lld sequences x %lld heads: %lld flash work units exceed int32",
-             (long long)call->total_q, (long long)call->batch, (long long)call->heads,
-             (long long)units);
-    return false;
-  }
-  return true;
+  return jsdpa_tiled_fits(ctx, &variant, why, capacity) &&
+         jsdpa_tiled_units_fit(ctx, call, &variant, why, capacity);
 }
 
 /* A 3-d tensor map over a whole packed tensor, dims {head dim, heads, tokens}

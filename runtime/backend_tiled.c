@@ -6,6 +6,7 @@
 
 #include "element.h"
 #include "internal.h"
+#include "tuning.h"
 
 bool jsdpa_tiled_rows_aligned(const char* family, const char* name, const jsdpa_jagged_t* t,
                               char* why, size_t capacity) {
@@ -70,4 +71,57 @@ jsdpa_status_t jsdpa_tiled_run(jsdpa_context_t* ctx, const jsdpa_call_t* call,
   }
   jsdpa_context_pop(ctx);
   return status;
+}
+
+bool jsdpa_tiled_fits(const jsdpa_context_t* ctx, const jsdpa_gen_variant_t* v, char* why,
+                      size_t capacity) {
+  const int64_t smem = jsdpa_gen_smem_bytes(v);
+  if (smem + JSDPA_GEN_STATIC_SMEM <= ctx->max_smem_optin) return true;
+  snprintf(why, capacity,
+           "the %s tile m%dn%dw%ds%d (head dims %d/%d) needs %lld bytes of shared memory "
+           "(+%d static); this GPU allows %d per block",
+           jsdpa_gen_family_name(v->family), v->tile.block_m, v->tile.block_n, v->tile.warps,
+           v->tile.stages, v->head_dim, v->head_dim_v, (long long)smem, JSDPA_GEN_STATIC_SMEM,
+           ctx->max_smem_optin);
+  return false;
+}
+
+bool jsdpa_tiled_units_fit(const jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                           const jsdpa_gen_variant_t* v, char* why, size_t capacity) {
+  /* Every resident block fetches one unit past the last: keep that in int32 too. */
+  const int64_t units =
+      (call->total_q / v->tile.block_m + call->batch) * call->heads * jsdpa_gen_work_slices(v);
+  const int64_t slack = (int64_t)ctx->sm_count * 64;
+  if (units <= INT32_MAX - slack) return true;
+  snprintf(why, capacity,
+           "q has %lld tokens in %lld sequences x %lld heads: %lld %s work units (+%lld fetches "
+           "past the end) exceed int32",
+           (long long)call->total_q, (long long)call->batch, (long long)call->heads,
+           (long long)units, jsdpa_gen_family_name(v->family), (long long)slack);
+  return false;
+}
+
+jsdpa_gen_variant_t jsdpa_tiled_tuned(const jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                                      jsdpa_gen_variant_t v, bool* out_tuned) {
+  if (out_tuned) *out_tuned = false;
+  jsdpa_tuning_choice_t choice;
+  if (!jsdpa_tuning_lookup(ctx->tuning, &v, call->total_q, call->batch, &choice)) return v;
+  jsdpa_gen_variant_t tuned = v;
+  tuned.tile = choice.tile;
+  char why[JSDPA_REASON_CAPACITY];
+  if (!jsdpa_gen_variant_check(&tuned, why, sizeof(why)) ||
+      !jsdpa_tiled_fits(ctx, &tuned, why, sizeof(why))) {
+    /* A forced tile (jsdpa-tune, jsdpa-bench --tile) is what was asked for:
+     * the backend's check then rejects it with this reason, instead of the
+     * default tile running under its name. */
+    if (!jsdpa_tuning_database(ctx->tuning)) return tuned;
+    /* A database entry names a tile for a GPU model; one this device cannot
+     * hold (another smem carve-out) or the generator rejects falls back. */
+    jsdpa_log(ctx, 1, "%s: tuned tile m%dn%dw%ds%d rejected (%s): default tile",
+              jsdpa_gen_family_name(v.family), tuned.tile.block_m, tuned.tile.block_n,
+              tuned.tile.warps, tuned.tile.stages, why);
+    return v;
+  }
+  if (out_tuned) *out_tuned = true;
+  return tuned;
 }

@@ -200,6 +200,20 @@ bool jsdpa_tiled_rows_aligned(const char* family, const char* name, const jsdpa_
 JSDPA_MUST_USE jsdpa_status_t jsdpa_tiled_launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
                                                  const jsdpa_kernel_t* kernel, void* kernel_params,
                                                  int64_t units);
+/* Whether the variant's dynamic shared memory plus JSDPA_GEN_STATIC_SMEM fits
+ * a block of this GPU; else why not. */
+bool jsdpa_tiled_fits(const jsdpa_context_t* ctx, const jsdpa_gen_variant_t* variant, char* why,
+                      size_t capacity);
+/* Whether the call's work units (and the fetches past the last) fit the
+ * kernels' int32 counter; else why not. */
+bool jsdpa_tiled_units_fit(const jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                           const jsdpa_gen_variant_t* variant, char* why, size_t capacity);
+/* `v` with the tuning table's tile for the call's length bucket when there is
+ * one that the generator accepts and this GPU holds (*out_tuned true); a
+ * database tile that does not is logged and dropped, a forced one (jsdpa-tune,
+ * jsdpa-bench --tile) is returned as is so the backend check reports it. */
+jsdpa_gen_variant_t jsdpa_tiled_tuned(const jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                                      jsdpa_gen_variant_t v, bool* out_tuned);
 /* A tiled backend's run: the variant's kernel (JIT), the jagged prep into a
  * call workspace, `launch` (skipped for an empty call), the workspace
  * released stream-ordered. */

@@ -36,7 +36,9 @@
  *     is part of the work unit: each unit recomputes S = Q K^T for its query
  *     tile (the price: one extra Q K^T per extra slice) and accumulates P V
  *     for its columns only. Slices of one (tile, head) are adjacent units, so
- *     they run at the same time and read K through the L2 once.
+ *     they run at the same time and read K through the L2 once. For 16-bit
+ *     inputs whose key tile splits evenly the slices are instead warp groups
+ *     of one block that compute Q K^T once ("wide", see WIDE below).
  *
  * Q K^T with a long head dim re-reads Q from shared memory per k step when
  * its fragments would not fit the register budget (as flash.cu does).

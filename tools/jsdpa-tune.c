@@ -468,14 +468,7 @@ static int compare_candidates(const void* pa, const void* pb) {
 
 /* Whether the device can run the tile at all; else why not. */
 static bool tile_fits(const sweep_t* s, const jsdpa_gen_variant_t* v, char* why, size_t capacity) {
-  if (!jsdpa_gen_variant_check(v, why, capacity)) return false;
-  const int64_t smem = jsdpa_gen_smem_bytes(v);
-  if (smem > s->ctx->max_smem_optin) {
-    snprintf(why, capacity, "needs %lld bytes of shared memory; this GPU allows %d",
-             (long long)smem, s->ctx->max_smem_optin);
-    return false;
-  }
-  return true;
+  return jsdpa_gen_variant_check(v, why, capacity) && jsdpa_tiled_fits(s->ctx, v, why, capacity);
 }
 
 /* Every tile the family supports for the group, plausible first. */
