@@ -14,6 +14,7 @@
 
 #include "internal.h"
 #include "testutil.h"
+#include "tuning.h"
 
 typedef struct row_s {
   const char* name;
@@ -157,6 +158,55 @@ static jsdpa_context_t* pretend_h100(void) {
 }
 
 /* On the real context of this machine: host data always runs on the cpu. */
+/* The efficient backend's reason for one call under a forced tile (jsdpa-bench
+ * --tile, jsdpa-tune) or a given per-block shared-memory limit. */
+static void check_efficient_reason(jsdpa_context_t* ctx, const row_t* r, const char* tile,
+                                   int max_smem, const char* expect) {
+  jsdpa_tuning_t* forced = NULL;
+  if (tile) {
+    jsdpa_gen_tile_t t;
+    CHECK(sscanf(tile, "m%dn%dw%ds%d", &t.block_m, &t.block_n, &t.warps, &t.stages) == 4,
+          "bad tile %s", tile);
+    forced = jsdpa_tuning_create_forced(t);
+  }
+  jsdpa_tuning_t* old = jsdpa_tuning_swap(ctx, forced);
+  const int old_smem = ctx->max_smem_optin;
+  if (max_smem) ctx->max_smem_optin = max_smem;
+  jsdpa_call_t call;
+  testutil_case_t* c = make_case(r, &call);
+  call.memory = call.q_offsets_memory = call.kv_offsets_memory = JSDPA_MEMORY_DEVICE;
+  call.device = 0;
+  char why[JSDPA_REASON_CAPACITY] = "";
+  const bool ok = jsdpa_backend_efficient.can_run(ctx, &call, why, sizeof(why));
+  if (expect)
+    CHECK(!ok && strstr(why, expect), "%s, tile %s, smem %d: efficient should refuse (\"%s\"): %s",
+          r->name, tile ? tile : "default", ctx->max_smem_optin, expect, ok ? "accepted" : why);
+  else
+    CHECK(ok, "%s, tile %s, smem %d: efficient refused: %s", r->name, tile ? tile : "default",
+          ctx->max_smem_optin, why);
+  printf("  %-32s tile %-11s smem %6d -> %s%s\n", r->name, tile ? tile : "default",
+         ctx->max_smem_optin, ok ? "runs" : "refused: ", ok ? "" : why);
+  testutil_case_destroy(c);
+  ctx->max_smem_optin = old_smem;
+  jsdpa_tuning_swap(ctx, old);
+  jsdpa_tuning_destroy(forced);
+}
+
+/* A forced tile that cannot run is refused with its reason (it must not time
+ * the default tile under its name), and a tile needs its dynamic shared memory
+ * plus the static slots within the per-block limit. */
+static void test_tiles(jsdpa_context_t* h100) {
+  const row_t* fp32 = &rows[4]; /* fp32 d64 */
+  const row_t* d512 = &rows[6]; /* fp16 d512 */
+  check_efficient_reason(h100, fp32, "m64n32w4s2", 0, NULL);
+  check_efficient_reason(h100, fp32, "m64n64w8s1", 0, "16 or 32 query rows");
+  check_efficient_reason(h100, d512, "m128n128w8s2", 0, "bytes of shared memory");
+  /* fp32 d64's default m128n32w4s2: 69632 bytes; with the static slots it
+   * needs 70656. */
+  check_efficient_reason(h100, fp32, NULL, 70656, NULL);
+  check_efficient_reason(h100, fp32, NULL, 70655, "(+1024 static)");
+}
+
 static void test_real_context(void) {
   const char* gpu_reason = NULL;
   const bool has_gpu = jsdpa_context_has_gpu(real_ctx, &gpu_reason);
@@ -229,6 +279,7 @@ int main(int argc, char** argv) {
             jsdpa_backend_name((jsdpa_backend_t)b), sel.reasons[b]);
   } else {
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); ++i) check_row(h100, &rows[i]);
+    test_tiles(h100);
   }
   free(h100);
   jsdpa_context_destroy(real_ctx);
