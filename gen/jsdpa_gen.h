@@ -83,6 +83,9 @@ const char* jsdpa_gen_arch_name(jsdpa_gen_arch_t arch, char* buf, size_t capacit
 bool jsdpa_gen_parse_family(const char* text, jsdpa_gen_family_t* out);
 bool jsdpa_gen_parse_dtype(const char* text, jsdpa_gen_dtype_t* out);
 bool jsdpa_gen_parse_arch(const char* text, jsdpa_gen_arch_t* out);
+/* "m64n32w4s2" (block_m, block_n, warps, stages: the tile part of a kernel
+ * name) -> tile; false if text is not exactly that form. */
+bool jsdpa_gen_parse_tile(const char* text, jsdpa_gen_tile_t* out);
 /* The arches the spec language accepts, oldest first (for messages and docs). */
 const jsdpa_gen_arch_t* jsdpa_gen_known_archs(size_t* out_count);
 

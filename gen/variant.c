@@ -66,6 +66,16 @@ bool jsdpa_gen_parse_arch(const char* text, jsdpa_gen_arch_t* out) {
   return false;
 }
 
+bool jsdpa_gen_parse_tile(const char* text, jsdpa_gen_tile_t* out) {
+  jsdpa_gen_tile_t t;
+  int used = 0;
+  if (sscanf(text, "m%dn%dw%ds%d%n", &t.block_m, &t.block_n, &t.warps, &t.stages, &used) != 4 ||
+      text[used] != '\0')
+    return false;
+  *out = t;
+  return true;
+}
+
 /* ------------------------------------------------------------ family limits */
 
 #define JSDPA_GEN_MAX_CHOICES 8

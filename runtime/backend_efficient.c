@@ -13,11 +13,6 @@
 
 #include "internal.h"
 
-/* Units per (query tile, head): output slices that are separate units. */
-static int64_t slices_of(const jsdpa_gen_variant_t* v) {
-  return jsdpa_gen_work_slices(v);
-}
-
 static jsdpa_gen_variant_t efficient_variant(const jsdpa_context_t* ctx, const jsdpa_call_t* call,
                                              bool* out_tuned) {
   jsdpa_gen_variant_t v = jsdpa_gen_variant_make(
@@ -66,8 +61,9 @@ static bool efficient_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, ch
 
 static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
                              const jsdpa_kernel_t* kernel, jsdpa_params_t* params) {
-  return jsdpa_tiled_launch(ctx, call, kernel, params,
-                            (int64_t)params->max_work * call->heads * slices_of(&kernel->variant));
+  return jsdpa_tiled_launch(
+      ctx, call, kernel, params,
+      (int64_t)params->max_work * call->heads * jsdpa_gen_work_slices(&kernel->variant));
 }
 
 static jsdpa_status_t efficient_run(jsdpa_context_t* ctx, const jsdpa_call_t* call) {
@@ -75,7 +71,7 @@ static jsdpa_status_t efficient_run(jsdpa_context_t* ctx, const jsdpa_call_t* ca
   jsdpa_gen_variant_t variant = efficient_variant(ctx, call, &tuned);
   jsdpa_log(ctx, 1, "efficient: tile m%dn%dw%ds%d (%s), %lld unit(s) per query tile%s",
             variant.tile.block_m, variant.tile.block_n, variant.tile.warps, variant.tile.stages,
-            tuned ? "tuned" : "family default", (long long)slices_of(&variant),
+            tuned ? "tuned" : "family default", (long long)jsdpa_gen_work_slices(&variant),
             variant.tf32 ? ", TF32 (opted in)" : "");
   return jsdpa_tiled_run(ctx, call, &variant, launch);
 }

@@ -151,11 +151,7 @@ static int parse_args(int argc, char** argv, args_t* a) {
       }
       a->backend = found;
     } else if (!strcmp(opt, "--tile")) {
-      jsdpa_gen_tile_t* t = &a->tile;
-      int used = 0;
-      if (sscanf(val, "m%dn%dw%ds%d%n", &t->block_m, &t->block_n, &t->warps, &t->stages, &used) !=
-              4 ||
-          val[used] != '\0') {
+      if (!jsdpa_gen_parse_tile(val, &a->tile)) {
         fprintf(stderr, "jsdpa-bench: --tile '%s' is not of the form m64n32w4s1\n", val);
         return 2;
       }

@@ -1472,8 +1472,7 @@ static bool parse_sample(char** f, const int* col, const char* where, sample_t* 
        jsdpa_gen_parse_dtype(f[col[C_DTYPE]], &v->dtype) &&
        toolutil_parse_i64(f[col[C_HEAD_DIM]], 1, 1024, &d) &&
        jsdpa_tune_parse_bucket(f[col[C_BUCKET]], &out->bucket) &&
-       sscanf(f[col[C_TILE]], "m%dn%dw%ds%d", &v->tile.block_m, &v->tile.block_n, &v->tile.warps,
-              &v->tile.stages) == 4;
+       jsdpa_gen_parse_tile(f[col[C_TILE]], &v->tile);
   if (!ok) {
     fprintf(stderr, "jsdpa-tune: %s: error: not a jsdpa-tune sweep row\n", where);
     return false;

@@ -165,8 +165,7 @@ static void check_efficient_reason(jsdpa_context_t* ctx, const row_t* r, const c
   jsdpa_tuning_t* forced = NULL;
   if (tile) {
     jsdpa_gen_tile_t t;
-    CHECK(sscanf(tile, "m%dn%dw%ds%d", &t.block_m, &t.block_n, &t.warps, &t.stages) == 4,
-          "bad tile %s", tile);
+    CHECK(jsdpa_gen_parse_tile(tile, &t), "bad tile %s", tile);
     forced = jsdpa_tuning_create_forced(t);
   }
   jsdpa_tuning_t* old = jsdpa_tuning_swap(ctx, forced);
