@@ -195,6 +195,9 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
 /* The flash family's Hopper template (templates/flash_sm90.cu) is the tile
  * with 12 warps: a producer and two consumer warpgroups, sm_90a only. */
 #define JSDPA_GEN_FLASH_SM90_WARPS 12
+/* Rows per box of the Hopper template's chunk tensor maps (tiles a sequence
+ * ends in load in boxes this tall; JSDPA_SM90_CHUNK in flash_sm90.cu). */
+#define JSDPA_GEN_FLASH_SM90_CHUNK 16
 
 /* Static shared memory a tiled kernel may declare next to its dynamic tile
  * (the persistent loop's next-unit slots, aligned): tile budgets and the

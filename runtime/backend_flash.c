@@ -4,7 +4,9 @@
  * template (templates/flash_sm90.cu: wgmma, TMA, warp specialization) takes
  * the call (docs/hopper.md says when not); JSDPA_FLASH_SM80=1 always keeps
  * the sm80 template, JSDPA_FLASH_SM90=1 skips the speed preference for it.
- * The Hopper kernel takes the parameters plus three TMA tensor maps built here.
+ * The Hopper kernel takes the parameters plus six TMA tensor maps built here
+ * (Q, K, V with whole-tile boxes and with 16-row boxes for the tiles a
+ * sequence ends in).
  *
  * Launch convention (the template's header says the same): a persistent grid
  * of min(resident blocks per SM x SMs, work tiles x heads) blocks; each block
@@ -27,7 +29,8 @@
  * there): the common parameters, then three 128-byte aligned tensor maps. */
 typedef struct flash_sm90_params_s {
   jsdpa_params_t p;
-  CUtensorMap q, k, v;
+  CUtensorMap q, k, v;                /* whole-tile boxes */
+  CUtensorMap q_rows, k_rows, v_rows; /* JSDPA_GEN_FLASH_SM90_CHUNK-row boxes */
 } flash_sm90_params_t;
 
 static bool env_is_1(const char* name) {
@@ -175,6 +178,9 @@ static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
   JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.q, &call->q, kernel->block_m));
   JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.k, &call->k, kernel->block_n));
   JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.v, &call->v, kernel->block_n));
+  JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.q_rows, &call->q, JSDPA_GEN_FLASH_SM90_CHUNK));
+  JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.k_rows, &call->k, JSDPA_GEN_FLASH_SM90_CHUNK));
+  JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.v_rows, &call->v, JSDPA_GEN_FLASH_SM90_CHUNK));
   return jsdpa_tiled_launch(ctx, call, kernel, &sm90, units);
 }
 

@@ -57,13 +57,15 @@
  * maps (CUtensorMap: 128 opaque bytes, 128-byte aligned), passed by value as
  * a __grid_constant__ so TMA reads the maps from parameter space. The host's
  * mirror is in runtime/backend_flash.c. */
+#define JSDPA_SM90_CHUNK 16 /* rows per box of the *_rows maps: JSDPA_GEN_FLASH_SM90_CHUNK */
 typedef struct alignas(128) jsdpa_tmap_s {
   unsigned long long opaque[16];
 } jsdpa_tmap_t;
 
 typedef struct jsdpa_flash_sm90_params_s {
   jsdpa_params_t p;
-  jsdpa_tmap_t q, k, v;
+  jsdpa_tmap_t q, k, v;                /* boxes of a whole tile: BM (Q) or BN (K, V) rows */
+  jsdpa_tmap_t q_rows, k_rows, v_rows; /* boxes of CHUNK rows, for tiles a sequence ends in */
 } jsdpa_flash_sm90_params_t;
 
 namespace jsdpa_sm90 {
@@ -92,6 +94,13 @@ constexpr int SMEM_BYTES = Q_STAGES * Q_BYTES + KV_SMEM;
 /* Overlapping S(j + 1) with P(j) V(j) holds a second score tile and P
  * fragments: it fits the consumers' registers up to a 128-column output. */
 constexpr bool OVERLAP = DP <= 128;
+/* A tile a sequence ends in is loaded in CHUNK-row boxes: the chunks that
+ * hold its rows, and zeros (a box wholly out of the tensor's bounds, which
+ * TMA fills without reading memory) for the rest. Whole-tile boxes read the
+ * next sequence's rows instead, and on ~140-token sequences that was a third
+ * more DRAM traffic than the data (ncu, H100). 16 rows: two 8-row swizzle
+ * atoms, so chunks compose into the whole-tile layout. */
+constexpr int CHUNK = JSDPA_SM90_CHUNK;
 constexpr int PRODUCER_REGS = 40;
 constexpr int CONSUMER_REGS = 232;
 
@@ -239,6 +248,26 @@ __device__ __forceinline__ unit_t describe(const jsdpa_params_t& p, int u, int n
 
 /* ------------------------------------------------------------ producer */
 
+/* One operand tile of ROWS rows starting at `token`, `valid` of them inside
+ * the sequence, into shared memory at dst (CB column blocks of ROWS x 128
+ * bytes), completing ROWS * DP * 2 bytes on `bar` either way. */
+template <int ROWS>
+__device__ __forceinline__ void load_tile(u32 dst, const jsdpa_tmap_t* whole,
+                                          const jsdpa_tmap_t* rows, int head, int token, int valid,
+                                          u32 bar) {
+  if (valid >= ROWS) {
+#pragma unroll
+    for (int c = 0; c < CB; ++c) tma_load(dst + c * ROWS * 128, whole, c * 64, head, token, bar);
+    return;
+  }
+#pragma unroll
+  for (int c = 0; c < CB; ++c)
+#pragma unroll
+    for (int r = 0; r < ROWS; r += CHUNK)
+      tma_load(dst + c * ROWS * 128 + r * 128, rows, c * 64, head, r < valid ? token + r : -CHUNK,
+               bar);
+}
+
 __device__ __forceinline__ void produce(const jsdpa_flash_sm90_params_t& a, u32 bars, u32 s_q,
                                         u32 s_k, u32 s_v, volatile int* ring) {
   const jsdpa_params_t& p = a.p;
@@ -258,27 +287,21 @@ __device__ __forceinline__ void produce(const jsdpa_flash_sm90_params_t& a, u32 
     const int qs = q_it % Q_STAGES;
     mbar_wait(bar(BAR_Q_EMPTY + qs), ((q_it / Q_STAGES) & 1) ^ 1);
     mbar_expect_tx(bar(BAR_Q_FULL + qs), Q_BYTES);
-#pragma unroll
-    for (int c = 0; c < CB; ++c)
-      tma_load(s_q + qs * Q_BYTES + c * BM * 128, &a.q, c * 64, w.head, w.q_begin + w.m0,
-               bar(BAR_Q_FULL + qs));
+    load_tile<BM>(s_q + qs * Q_BYTES, &a.q, &a.q_rows, w.head, w.q_begin + w.m0, w.rows,
+                  bar(BAR_Q_FULL + qs));
     ++q_it;
     for (int j = 0; j < w.n_tiles; ++j, ++kv_it) {
       const int s = kv_it % STAGES;
       const u32 phase = (kv_it / STAGES) & 1;
-      const int token = w.kv_begin + (w.t_last - j) * BN;
+      const int n0 = (w.t_last - j) * BN, token = w.kv_begin + n0;
       mbar_wait(bar(BAR_K_EMPTY + s), phase ^ 1);
       mbar_expect_tx(bar(BAR_K_FULL + s), KV_BYTES);
-#pragma unroll
-      for (int c = 0; c < CB; ++c)
-        tma_load(s_k + s * KV_BYTES + c * BN * 128, &a.k, c * 64, w.kv_head, token,
-                 bar(BAR_K_FULL + s));
+      load_tile<BN>(s_k + s * KV_BYTES, &a.k, &a.k_rows, w.kv_head, token, w.lk - n0,
+                    bar(BAR_K_FULL + s));
       mbar_wait(bar(BAR_V_EMPTY + s), phase ^ 1);
       mbar_expect_tx(bar(BAR_V_FULL + s), KV_BYTES);
-#pragma unroll
-      for (int c = 0; c < CB; ++c)
-        tma_load(s_v + s * KV_BYTES + c * BN * 128, &a.v, c * 64, w.kv_head, token,
-                 bar(BAR_V_FULL + s));
+      load_tile<BN>(s_v + s * KV_BYTES, &a.v, &a.v_rows, w.kv_head, token, w.lk - n0,
+                    bar(BAR_V_FULL + s));
     }
   }
 }
@@ -438,13 +461,6 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         }
       };
 
-      issue_tile_s(kv_it);
-      wgmma_wait<0>();
-      fence_regs(sc);
-      release_k(kv_it, w.n_tiles == 1);
-      softmax_tile(sc, row_max, row_sum, corr, tc, w.t_last * BN);
-      pack_p(sc, pf);
-
       /* O += P(j) V(j), 16 keys per wgmma (issued and committed). */
       auto issue_pv = [&](int it) {
         mbar_wait(bar(BAR_V_FULL + it % STAGES), (it / STAGES) & 1);
@@ -478,37 +494,90 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         fence_frags(pf);
       };
 
-      /* With OVERLAP (FlashAttention-3's intra-warpgroup pipelining), S(j + 1)
-       * is issued before P(j) V(j) and its softmax runs while P(j) V(j) is on
-       * the tensor cores; O is rescaled once P(j) V(j) has finished. The last
-       * tile is peeled off so no wgmma is issued under a branch. */
-      for (int j = 0; j + 1 < w.n_tiles; ++j, ++kv_it) {
-        const int n1 = (w.t_last - j - 1) * BN;
-        if (OVERLAP) {
-          issue_tile_s(kv_it + 1);
-          issue_pv(kv_it);
-          wgmma_wait<1>();
-          fence_regs(sc);
-          release_k(kv_it + 1, j + 2 == w.n_tiles);
-          softmax_tile(sc, row_max, row_sum, corr, tc, n1);
-          wgmma_wait<0>();
-          release_v(kv_it);
-        } else {
-          issue_pv(kv_it);
-          wgmma_wait<0>();
-          release_v(kv_it);
-          issue_tile_s(kv_it + 1);
-          wgmma_wait<0>();
-          fence_regs(sc);
-          release_k(kv_it + 1, j + 2 == w.n_tiles);
-          softmax_tile(sc, row_max, row_sum, corr, tc, n1);
-        }
-        rescale();
+      /* Key tiles run from the last visible one down, so the ones fully
+       * masked for this warpgroup's 64 rows come first: all of them when
+       * its rows lie past the sequence end, the diagonal's far side under
+       * causal or a right window. The warpgroup only passes their buffers
+       * on (waiting for each to fill first, so its arrival cannot count
+       * toward the phase of the buffer's previous use). On ~140-token
+       * causal sequences this is a quarter of the tiles. */
+      int skip = w.n_tiles;
+      const int wg_first = w.m0 + wg * 64, wg_last = min(wg_first + 63, w.m0 + w.rows - 1);
+      if (wg_last >= wg_first) {
+        int n_end = w.lk;
+        if (JSDPA_CAUSAL) n_end = min(n_end, wg_last + w.diag + 1);
+        if (win_r >= 0) n_end = min(n_end, wg_last + w.diag + win_r + 1);
+        if (n_end > 0) skip = min(w.n_tiles, w.t_last - (n_end - 1) / BN);
       }
-      issue_pv(kv_it);
-      wgmma_wait<0>();
-      release_v(kv_it);
-      ++kv_it;
+      for (int j = 0; j < skip; ++j, ++kv_it) {
+        mbar_wait(bar(BAR_K_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
+        release_k(kv_it, j + 1 == w.n_tiles);
+        mbar_wait(bar(BAR_V_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
+        __syncwarp();
+        if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + kv_it % STAGES));
+      }
+      const int n_mine = w.n_tiles - skip, t_first = w.t_last - skip;
+      if (n_mine > 0) {
+        issue_tile_s(kv_it);
+        wgmma_wait<0>();
+        fence_regs(sc);
+        release_k(kv_it, n_mine == 1);
+        softmax_tile(sc, row_max, row_sum, corr, tc, t_first * BN);
+        pack_p(sc, pf);
+        /* The chunk a sequence's last key falls in holds up to CHUNK - 1 rows
+         * of the next sequence. Their P is 0, but 0 * Inf is NaN: zero those
+         * V rows before P V reads them, so no sequence's non-finite values
+         * reach another's output (flash.cu's loads zero-fill the same rows).
+         * Only the first tile can hold the sequence's end. Both warpgroups
+         * may write the same zeros; each fences its generic stores against
+         * its own wgmma (async proxy) and syncs its 128 threads. The buffer
+         * is refilled only after both have released it. */
+        const int kv_valid = w.lk - t_first * BN;
+        if (kv_valid < BN && kv_valid % CHUNK != 0) {
+          mbar_wait(bar(BAR_V_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
+          const u32 tail = s_v + (kv_it % STAGES) * KV_BYTES + kv_valid * 128;
+          const int rows = CHUNK - kv_valid % CHUNK;
+          for (int i = threadIdx.x - 128 * (wg + 1); i < CB * rows * 8; i += 128)
+            asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(
+                             tail + (i / (rows * 8)) * BN * 128 + (i % (rows * 8)) * 16),
+                         "r"(0)
+                         : "memory");
+          asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+          asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");
+        }
+
+        /* With OVERLAP (FlashAttention-3's intra-warpgroup pipelining), S(j + 1)
+         * is issued before P(j) V(j) and its softmax runs while P(j) V(j) is on
+         * the tensor cores; O is rescaled once P(j) V(j) has finished. The last
+         * tile is peeled off so no wgmma is issued under a branch. */
+        for (int j = 0; j + 1 < n_mine; ++j, ++kv_it) {
+          const int n1 = (t_first - j - 1) * BN;
+          if (OVERLAP) {
+            issue_tile_s(kv_it + 1);
+            issue_pv(kv_it);
+            wgmma_wait<1>();
+            fence_regs(sc);
+            release_k(kv_it + 1, j + 2 == n_mine);
+            softmax_tile(sc, row_max, row_sum, corr, tc, n1);
+            wgmma_wait<0>();
+            release_v(kv_it);
+          } else {
+            issue_pv(kv_it);
+            wgmma_wait<0>();
+            release_v(kv_it);
+            issue_tile_s(kv_it + 1);
+            wgmma_wait<0>();
+            fence_regs(sc);
+            release_k(kv_it + 1, j + 2 == n_mine);
+            softmax_tile(sc, row_max, row_sum, corr, tc, n1);
+          }
+          rescale();
+        }
+        issue_pv(kv_it);
+        wgmma_wait<0>();
+        release_v(kv_it);
+        ++kv_it;
+      }
     }
 
     /* Epilogue: normalize, LSE, and predicated stores of the rows inside the

@@ -9,9 +9,11 @@
  *    the same dims on 16-byte aligned rows (a 64 / 112 wide buffer) run on
  *    flash, with NaN in the columns past the head dim;
  *  - long pairs up to 2048 x 2048, packed QKV, windows, softcap, custom scale;
+ *  - +Inf in one sequence's keys and values leaves the others' outputs alone;
  *  - the reasons for fp32, head dim > 256 and a negative scale. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -161,6 +163,65 @@ static void check_reason(jsdpa_context_t* ctx, jsdpa_dtype_t dtype, int64_t head
   testutil_case_destroy(c);
 }
 
+/* A non-finite key or value in one sequence must not reach another: the
+ * kernels load whole blocks of rows, and a block that runs past a sequence's
+ * end into its neighbour's values computes 0 * Inf = NaN unless those rows
+ * are zeros. Runs a batch twice, the second time with sequence 1's keys and
+ * values all +Inf, and wants every other sequence's output unchanged, bit
+ * for bit (the first run is also checked against the oracle). */
+static void check_isolation(jsdpa_context_t* ctx, jsdpa_dtype_t dtype, int64_t head_dim,
+                            bool causal) {
+  static const int64_t lens[] = {37, 100, 19, 64, 45, 130};
+  const int64_t batch = sizeof(lens) / sizeof(lens[0]), heads = 2;
+  testutil_case_config_t cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.batch = batch;
+  cfg.q_lens = lens;
+  cfg.heads = cfg.kv_heads = heads;
+  cfg.head_dim = head_dim;
+  cfg.dtype = dtype;
+  testutil_case_t* c = testutil_case_create(&cfg);
+  jsdpa_forward_options_t o;
+  jsdpa_forward_options_initialize(&o);
+  o.is_causal = causal;
+  o.backend = JSDPA_BACKEND_FLASH;
+  char desc[256], label[400];
+  testutil_case_describe(c, desc, sizeof(desc));
+  snprintf(label, sizeof(label), "flash isolation%s [%s]", causal ? " causal" : "", desc);
+  unsigned char* before = malloc(c->out_bytes);
+  bool ok = true;
+  for (int run = 0; run < 2 && ok; ++run) {
+    if (run == 1) {
+      const int64_t first = lens[0], last = lens[0] + lens[1];
+      for (int64_t i = first * heads * head_dim; i < last * heads * head_dim; ++i) {
+        testutil_store(c->k.data, dtype, i, INFINITY);
+        testutil_store(c->v.data, dtype, i, INFINITY);
+      }
+    }
+    testutil_device_case_t d;
+    testutil_device_case_upload(c, true, &d);
+    ok = CHECK_OK(jsdpa_forward(ctx, &o, &d.q, &d.k, &d.v, &d.out, d.lse)) &&
+         CHECK_OK(jsdpa_context_check_device_errors(ctx, NULL));
+    if (ok) testutil_device_case_download(c, &d);
+    testutil_device_case_free(&d);
+    if (ok && run == 0) {
+      testutil_case_check(label, c, &o, 0);
+      memcpy(before, c->out.data, c->out_bytes);
+    }
+  }
+  if (ok) {
+    int64_t changed = -1;
+    const size_t es = testutil_dtype_size(dtype), row = (size_t)(heads * head_dim) * es;
+    for (int64_t b = 0, t0 = 0; b < batch; t0 += lens[b++])
+      for (int64_t t = t0; b != 1 && t < t0 + lens[b] && changed < 0; ++t)
+        if (memcmp(before + t * row, (unsigned char*)c->out.data + t * row, row)) changed = t;
+    CHECK(changed < 0, "%s: +Inf in sequence 1's keys and values changed token %lld's output",
+          label, (long long)changed);
+  }
+  free(before);
+  testutil_case_destroy(c);
+}
+
 static flash_case_t base_case(const char* name, jsdpa_dtype_t dtype, int64_t head_dim,
                               bool causal) {
   flash_case_t fc;
@@ -288,6 +349,11 @@ int main(int argc, char** argv) {
     fc.dtype = JSDPA_DTYPE_FP16;
     fc.offsets_type = JSDPA_INDEX_INT64;
     run_case(ctx, &fc, NULL);
+  }
+
+  for (int64_t d = 64; d <= 256; d *= 2) {
+    check_isolation(ctx, d == 128 ? JSDPA_DTYPE_FP16 : JSDPA_DTYPE_BF16, d, false);
+    check_isolation(ctx, JSDPA_DTYPE_BF16, d, true);
   }
 
   check_reason(ctx, JSDPA_DTYPE_FP32, 64, NAN, "fp16 and bf16");

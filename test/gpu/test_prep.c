@@ -1,7 +1,8 @@
 /* The jagged prep kernel (templates/prep.cu through runtime/jagged.c), checked
  * on its own outputs: int32 offsets equal to the caller's, max lengths, the
- * work list (every (sequence, tile) exactly once, ordered by non-increasing
- * cost), the schedule fields; and its error codes for malformed offsets. */
+ * work list (every (sequence, tile) exactly once; each sequence's tiles one
+ * run, its last tile first; runs ordered by non-increasing sequence cost),
+ * the schedule fields; and its error codes for malformed offsets. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +115,9 @@ static void check_schedule(const char* label, const testutil_case_t* c, const pr
     first_tile[b + 1] = first_tile[b] + (c->q_lens[b] + bm - 1) / bm;
   unsigned char* seen = calloc((size_t)(tiles ? tiles : 1), 1);
   const int64_t max_cost = (max_kv + bn - 1) / bn > 1 ? (max_kv + bn - 1) / bn : 1;
-  int64_t bad_entry = -1, order_break = -1, previous = INT64_MAX;
+  /* A run is one sequence's tiles, descending from its last; a sequence's
+   * cost is its last tile's (the one that sees the most keys). */
+  int64_t bad_entry = -1, order_break = -1, run_break = -1, previous = INT64_MAX;
   for (int64_t i = 0; i < tiles; ++i) {
     jsdpa_work_t w = r->work[i];
     if (w.batch < 0 || w.batch >= batch || w.m_block < 0 ||
@@ -123,14 +126,21 @@ static void check_schedule(const char* label, const testutil_case_t* c, const pr
       bad_entry = i;
       break;
     }
-    int64_t cost = bucket(
-        tile_cost(c->q_lens[w.batch], c->kv_lens[w.batch], w.m_block, bm, bn, causal), max_cost);
+    const int64_t last = (c->q_lens[w.batch] + bm - 1) / bm - 1;
+    const bool starts_run = i == 0 || r->work[i - 1].batch != w.batch;
+    if (run_break < 0 && (starts_run ? w.m_block != last : w.m_block != r->work[i - 1].m_block - 1))
+      run_break = i;
+    if (!starts_run) continue;
+    int64_t cost =
+        bucket(tile_cost(c->q_lens[w.batch], c->kv_lens[w.batch], last, bm, bn, causal), max_cost);
     if (cost > previous && order_break < 0) order_break = i;
     previous = cost;
   }
   CHECK(bad_entry < 0, "%s: work[%lld] is out of range or repeated", label, (long long)bad_entry);
-  CHECK(order_break < 0, "%s: work[%lld] costs more than the entry before it", label,
-        (long long)order_break);
+  CHECK(run_break < 0, "%s: work[%lld] breaks its sequence's run (last tile first, descending)",
+        label, (long long)run_break);
+  CHECK(order_break < 0, "%s: work[%lld] starts a sequence that costs more than the one before",
+        label, (long long)order_break);
   free(seen);
   free(first_tile);
 }
