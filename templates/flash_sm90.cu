@@ -254,8 +254,8 @@ __device__ __forceinline__ unit_t describe(const jsdpa_params_t& p, int u, int n
 template <int ROWS>
 __device__ __forceinline__ void load_tile(u32 dst, const jsdpa_tmap_t* whole,
                                           const jsdpa_tmap_t* rows, int head, int token, int valid,
-                                          u32 bar) {
-  if (valid >= ROWS) {
+                                          u32 bar, int xp) {
+  if (valid >= ROWS || (xp & 4)) {
 #pragma unroll
     for (int c = 0; c < CB; ++c) tma_load(dst + c * ROWS * 128, whole, c * 64, head, token, bar);
     return;
@@ -288,7 +288,7 @@ __device__ __forceinline__ void produce(const jsdpa_flash_sm90_params_t& a, u32 
     mbar_wait(bar(BAR_Q_EMPTY + qs), ((q_it / Q_STAGES) & 1) ^ 1);
     mbar_expect_tx(bar(BAR_Q_FULL + qs), Q_BYTES);
     load_tile<BM>(s_q + qs * Q_BYTES, &a.q, &a.q_rows, w.head, w.q_begin + w.m0, w.rows,
-                  bar(BAR_Q_FULL + qs));
+                  bar(BAR_Q_FULL + qs), p.pad_);
     ++q_it;
     for (int j = 0; j < w.n_tiles; ++j, ++kv_it) {
       const int s = kv_it % STAGES;
@@ -297,16 +297,28 @@ __device__ __forceinline__ void produce(const jsdpa_flash_sm90_params_t& a, u32 
       mbar_wait(bar(BAR_K_EMPTY + s), phase ^ 1);
       mbar_expect_tx(bar(BAR_K_FULL + s), KV_BYTES);
       load_tile<BN>(s_k + s * KV_BYTES, &a.k, &a.k_rows, w.kv_head, token, w.lk - n0,
-                    bar(BAR_K_FULL + s));
+                    bar(BAR_K_FULL + s), p.pad_);
       mbar_wait(bar(BAR_V_EMPTY + s), phase ^ 1);
       mbar_expect_tx(bar(BAR_V_FULL + s), KV_BYTES);
       load_tile<BN>(s_v + s * KV_BYTES, &a.v, &a.v_rows, w.kv_head, token, w.lk - n0,
-                    bar(BAR_V_FULL + s));
+                    bar(BAR_V_FULL + s), p.pad_);
     }
   }
 }
 
 /* ------------------------------------------------------------ consumers */
+
+/* Ping-pong (FlashAttention-3): the two consumer warpgroups take turns
+ * issuing their GEMMs, so one's softmax runs while the other's GEMMs hold the
+ * tensor cores. Named barrier 3 + g is warpgroup g's turn: it syncs there
+ * (its 128 threads plus the other's 128 arrivals) before issuing and arrives
+ * on the other's after. */
+__device__ __forceinline__ void turn_wait(int wg) {
+  asm volatile("bar.sync %0, 256;\n" ::"r"(3 + wg) : "memory");
+}
+__device__ __forceinline__ void turn_pass(int wg) {
+  asm volatile("bar.arrive %0, 256;\n" ::"r"(4 - wg) : "memory");
+}
 
 /* What the masking and softmax of one key tile need (per thread). */
 typedef struct tile_ctx_s {
@@ -410,6 +422,8 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
   const float cap_in = softcap ? p.scale / p.softcap : 0.f;
   const float cap_out = p.softcap * JSDPA_LOG2E;
 
+  const bool pingpong = OVERLAP && (p.pad_ & 64); /* XP */
+  if (pingpong && wg == 1) turn_pass(wg);
   int kv_it = 0, q_it = 0;
   for (int i = 0;; ++i) {
     const int slot = i & 1;
@@ -509,7 +523,9 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         if (win_r >= 0) n_end = min(n_end, wg_last + w.diag + win_r + 1);
         if (n_end > 0) skip = min(w.n_tiles, w.t_last - (n_end - 1) / BN);
       }
+      if (p.pad_ & 2) skip = 0; /* XP */
       for (int j = 0; j < skip; ++j, ++kv_it) {
+        if (pingpong) turn_wait(wg), turn_pass(wg);
         mbar_wait(bar(BAR_K_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
         release_k(kv_it, j + 1 == w.n_tiles);
         mbar_wait(bar(BAR_V_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
@@ -517,8 +533,11 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + kv_it % STAGES));
       }
       const int n_mine = w.n_tiles - skip, t_first = w.t_last - skip;
+      if (pingpong && n_mine == 0) turn_wait(wg), turn_pass(wg);
       if (n_mine > 0) {
+        if (pingpong) turn_wait(wg);
         issue_tile_s(kv_it);
+        if (pingpong) turn_pass(wg);
         wgmma_wait<0>();
         fence_regs(sc);
         release_k(kv_it, n_mine == 1);
@@ -533,7 +552,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
          * its own wgmma (async proxy) and syncs its 128 threads. The buffer
          * is refilled only after both have released it. */
         const int kv_valid = w.lk - t_first * BN;
-        if (kv_valid < BN && kv_valid % CHUNK != 0) {
+        if (kv_valid < BN && kv_valid % CHUNK != 0 && !(p.pad_ & 1)) {
           mbar_wait(bar(BAR_V_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
           const u32 tail = s_v + (kv_it % STAGES) * KV_BYTES + kv_valid * 128;
           const int rows = CHUNK - kv_valid % CHUNK;
@@ -553,8 +572,10 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         for (int j = 0; j + 1 < n_mine; ++j, ++kv_it) {
           const int n1 = (t_first - j - 1) * BN;
           if (OVERLAP) {
+            if (pingpong) turn_wait(wg);
             issue_tile_s(kv_it + 1);
             issue_pv(kv_it);
+            if (pingpong) turn_pass(wg);
             wgmma_wait<1>();
             fence_regs(sc);
             release_k(kv_it + 1, j + 2 == n_mine);
@@ -573,7 +594,9 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
           }
           rescale();
         }
+        if (pingpong) turn_wait(wg);
         issue_pv(kv_it);
+        if (pingpong) turn_pass(wg);
         wgmma_wait<0>();
         release_v(kv_it);
         ++kv_it;
