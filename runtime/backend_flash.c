@@ -95,6 +95,8 @@ jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_
                                    : (jsdpa_gen_tile_t){128, 64, JSDPA_GEN_FLASH_SM90_WARPS, 2};
     if (getenv("JSDPA_XP") && (atoi(getenv("JSDPA_XP")) & 16) && call->head_dim <= 128)
       v.tile.stages = 3; /* XP */
+    if (getenv("JSDPA_XP") && (atoi(getenv("JSDPA_XP")) & 32) && call->head_dim > 128)
+      v.tile.stages = 1; /* XP */
     return v;
   }
   return jsdpa_tiled_tuned(ctx, call, v, out_tuned);

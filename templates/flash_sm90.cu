@@ -343,7 +343,7 @@ __device__ __forceinline__ void issue_s(float (&sc)[BN / 2], u32 q_base, u32 k_b
  * the caller applies it to O. */
 __device__ __forceinline__ void softmax_tile(float (&sc)[BN / 2], float (&row_max)[2],
                                              float (&row_sum)[2], float (&corr)[2],
-                                             const tile_ctx_t& c, int n0) {
+                                             const tile_ctx_t& c, int n0, int xp) {
   if (c.softcap) {
 #pragma unroll
     for (int e = 0; e < BN / 2; ++e) sc[e] = c.cap_out * tanh_ex2(sc[e] * c.cap_in);
@@ -372,10 +372,21 @@ __device__ __forceinline__ void softmax_tile(float (&sc)[BN / 2], float (&row_ma
   }
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    float mx = row_max[h];
+    /* Four partial maxima and sums: a row's 2 * BN / 8 values in one
+     * dependent chain left the warps stalled on each FMNMX / FADD's latency
+     * (ncu on long d64: "wait" was the top stall reason, with two consumer
+     * warps per scheduler to hide it). */
+    float m4[4] = {row_max[h], JSDPA_NEG_INFINITY, JSDPA_NEG_INFINITY, JSDPA_NEG_INFINITY};
 #pragma unroll
     for (int n = 0; n < BN / 8; ++n)
-      mx = fmaxf(mx, fmaxf(sc[n * 4 + 2 * h], sc[n * 4 + 2 * h + 1]));
+      m4[n % 4] = fmaxf(m4[n % 4], fmaxf(sc[n * 4 + 2 * h], sc[n * 4 + 2 * h + 1]));
+    float mx = fmaxf(fmaxf(m4[0], m4[1]), fmaxf(m4[2], m4[3]));
+    if (DP <= 128 && (xp & 128)) { /* XP: one chain */
+      mx = row_max[h];
+#pragma unroll
+      for (int n = 0; n < BN / 8; ++n)
+        mx = fmaxf(mx, fmaxf(sc[n * 4 + 2 * h], sc[n * 4 + 2 * h + 1]));
+    }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
     /* A row that has seen only masked keys keeps max -inf: subtract 0
@@ -383,12 +394,18 @@ __device__ __forceinline__ void softmax_tile(float (&sc)[BN / 2], float (&row_ma
     const float shift = mx == JSDPA_NEG_INFINITY ? 0.f : mx * c.mult;
     corr[h] = exp2_approx(row_max[h] * c.mult - shift);
     row_max[h] = mx;
-    float sum = 0.f;
+    float s4[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
     for (int n = 0; n < BN / 8; ++n) {
       sc[n * 4 + 2 * h] = exp2_approx(fmaf(sc[n * 4 + 2 * h], c.mult, -shift));
       sc[n * 4 + 2 * h + 1] = exp2_approx(fmaf(sc[n * 4 + 2 * h + 1], c.mult, -shift));
-      sum += sc[n * 4 + 2 * h] + sc[n * 4 + 2 * h + 1];
+      s4[n % 4] += sc[n * 4 + 2 * h] + sc[n * 4 + 2 * h + 1];
+    }
+    float sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
+    if (DP <= 128 && (xp & 128)) { /* XP: one chain */
+      sum = 0.f;
+#pragma unroll
+      for (int n = 0; n < BN / 8; ++n) sum += sc[n * 4 + 2 * h] + sc[n * 4 + 2 * h + 1];
     }
     row_sum[h] = row_sum[h] * corr[h] + sum;
   }
@@ -541,7 +558,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         wgmma_wait<0>();
         fence_regs(sc);
         release_k(kv_it, n_mine == 1);
-        softmax_tile(sc, row_max, row_sum, corr, tc, t_first * BN);
+        softmax_tile(sc, row_max, row_sum, corr, tc, t_first * BN, p.pad_);
         pack_p(sc, pf);
         /* The chunk a sequence's last key falls in holds up to CHUNK - 1 rows
          * of the next sequence. Their P is 0, but 0 * Inf is NaN: zero those
@@ -579,7 +596,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
             wgmma_wait<1>();
             fence_regs(sc);
             release_k(kv_it + 1, j + 2 == n_mine);
-            softmax_tile(sc, row_max, row_sum, corr, tc, n1);
+            softmax_tile(sc, row_max, row_sum, corr, tc, n1, p.pad_);
             wgmma_wait<0>();
             release_v(kv_it);
           } else {
@@ -590,7 +607,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
             wgmma_wait<0>();
             fence_regs(sc);
             release_k(kv_it + 1, j + 2 == n_mine);
-            softmax_tile(sc, row_max, row_sum, corr, tc, n1);
+            softmax_tile(sc, row_max, row_sum, corr, tc, n1, p.pad_);
           }
           rescale();
         }
