@@ -186,7 +186,6 @@ jsdpa_status_t jsdpa_prepare_jagged(jsdpa_context_t* ctx, const jsdpa_call_t* ca
     p.block_m = block_m;
     p.block_n = block_n;
     p.causal = call->options.is_causal;
-    p.pad_ = getenv("JSDPA_XP") ? atoi(getenv("JSDPA_XP")) : 0; /* XP */
     p.max_work = (int)max_work;
     p.q_offsets_out = (int*)(uintptr_t)q_offsets;
     p.kv_offsets_out = (int*)(uintptr_t)kv_offsets;

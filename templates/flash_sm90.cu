@@ -254,8 +254,8 @@ __device__ __forceinline__ unit_t describe(const jsdpa_params_t& p, int u, int n
 template <int ROWS>
 __device__ __forceinline__ void load_tile(u32 dst, const jsdpa_tmap_t* whole,
                                           const jsdpa_tmap_t* rows, int head, int token, int valid,
-                                          u32 bar, int xp) {
-  if (valid >= ROWS || (xp & 4)) {
+                                          u32 bar) {
+  if (valid >= ROWS) {
 #pragma unroll
     for (int c = 0; c < CB; ++c) tma_load(dst + c * ROWS * 128, whole, c * 64, head, token, bar);
     return;
@@ -288,7 +288,7 @@ __device__ __forceinline__ void produce(const jsdpa_flash_sm90_params_t& a, u32 
     mbar_wait(bar(BAR_Q_EMPTY + qs), ((q_it / Q_STAGES) & 1) ^ 1);
     mbar_expect_tx(bar(BAR_Q_FULL + qs), Q_BYTES);
     load_tile<BM>(s_q + qs * Q_BYTES, &a.q, &a.q_rows, w.head, w.q_begin + w.m0, w.rows,
-                  bar(BAR_Q_FULL + qs), p.pad_);
+                  bar(BAR_Q_FULL + qs));
     ++q_it;
     for (int j = 0; j < w.n_tiles; ++j, ++kv_it) {
       const int s = kv_it % STAGES;
@@ -297,11 +297,11 @@ __device__ __forceinline__ void produce(const jsdpa_flash_sm90_params_t& a, u32 
       mbar_wait(bar(BAR_K_EMPTY + s), phase ^ 1);
       mbar_expect_tx(bar(BAR_K_FULL + s), KV_BYTES);
       load_tile<BN>(s_k + s * KV_BYTES, &a.k, &a.k_rows, w.kv_head, token, w.lk - n0,
-                    bar(BAR_K_FULL + s), p.pad_);
+                    bar(BAR_K_FULL + s));
       mbar_wait(bar(BAR_V_EMPTY + s), phase ^ 1);
       mbar_expect_tx(bar(BAR_V_FULL + s), KV_BYTES);
       load_tile<BN>(s_v + s * KV_BYTES, &a.v, &a.v_rows, w.kv_head, token, w.lk - n0,
-                    bar(BAR_V_FULL + s), p.pad_);
+                    bar(BAR_V_FULL + s));
     }
   }
 }
@@ -343,7 +343,7 @@ __device__ __forceinline__ void issue_s(float (&sc)[BN / 2], u32 q_base, u32 k_b
  * the caller applies it to O. */
 __device__ __forceinline__ void softmax_tile(float (&sc)[BN / 2], float (&row_max)[2],
                                              float (&row_sum)[2], float (&corr)[2],
-                                             const tile_ctx_t& c, int n0, int xp) {
+                                             const tile_ctx_t& c, int n0) {
   if (c.softcap) {
 #pragma unroll
     for (int e = 0; e < BN / 2; ++e) sc[e] = c.cap_out * tanh_ex2(sc[e] * c.cap_in);
@@ -381,12 +381,6 @@ __device__ __forceinline__ void softmax_tile(float (&sc)[BN / 2], float (&row_ma
     for (int n = 0; n < BN / 8; ++n)
       m4[n % 4] = fmaxf(m4[n % 4], fmaxf(sc[n * 4 + 2 * h], sc[n * 4 + 2 * h + 1]));
     float mx = fmaxf(fmaxf(m4[0], m4[1]), fmaxf(m4[2], m4[3]));
-    if (DP <= 128 && (xp & 128)) { /* XP: one chain */
-      mx = row_max[h];
-#pragma unroll
-      for (int n = 0; n < BN / 8; ++n)
-        mx = fmaxf(mx, fmaxf(sc[n * 4 + 2 * h], sc[n * 4 + 2 * h + 1]));
-    }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
     /* A row that has seen only masked keys keeps max -inf: subtract 0
@@ -402,11 +396,6 @@ __device__ __forceinline__ void softmax_tile(float (&sc)[BN / 2], float (&row_ma
       s4[n % 4] += sc[n * 4 + 2 * h] + sc[n * 4 + 2 * h + 1];
     }
     float sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
-    if (DP <= 128 && (xp & 128)) { /* XP: one chain */
-      sum = 0.f;
-#pragma unroll
-      for (int n = 0; n < BN / 8; ++n) sum += sc[n * 4 + 2 * h] + sc[n * 4 + 2 * h + 1];
-    }
     row_sum[h] = row_sum[h] * corr[h] + sum;
   }
 }
@@ -439,7 +428,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
   const float cap_in = softcap ? p.scale / p.softcap : 0.f;
   const float cap_out = p.softcap * JSDPA_LOG2E;
 
-  const bool pingpong = OVERLAP && (p.pad_ & 64); /* XP */
+  const bool pingpong = OVERLAP && (p.flags & JSDPA_FLAG_PINGPONG);
   if (pingpong && wg == 1) turn_pass(wg);
   int kv_it = 0, q_it = 0;
   for (int i = 0;; ++i) {
@@ -540,7 +529,6 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         if (win_r >= 0) n_end = min(n_end, wg_last + w.diag + win_r + 1);
         if (n_end > 0) skip = min(w.n_tiles, w.t_last - (n_end - 1) / BN);
       }
-      if (p.pad_ & 2) skip = 0; /* XP */
       for (int j = 0; j < skip; ++j, ++kv_it) {
         if (pingpong) turn_wait(wg), turn_pass(wg);
         mbar_wait(bar(BAR_K_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
@@ -558,7 +546,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         wgmma_wait<0>();
         fence_regs(sc);
         release_k(kv_it, n_mine == 1);
-        softmax_tile(sc, row_max, row_sum, corr, tc, t_first * BN, p.pad_);
+        softmax_tile(sc, row_max, row_sum, corr, tc, t_first * BN);
         pack_p(sc, pf);
         /* The chunk a sequence's last key falls in holds up to CHUNK - 1 rows
          * of the next sequence. Their P is 0, but 0 * Inf is NaN: zero those
@@ -569,7 +557,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
          * its own wgmma (async proxy) and syncs its 128 threads. The buffer
          * is refilled only after both have released it. */
         const int kv_valid = w.lk - t_first * BN;
-        if (kv_valid < BN && kv_valid % CHUNK != 0 && !(p.pad_ & 1)) {
+        if (kv_valid < BN && kv_valid % CHUNK != 0) {
           mbar_wait(bar(BAR_V_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
           const u32 tail = s_v + (kv_it % STAGES) * KV_BYTES + kv_valid * 128;
           const int rows = CHUNK - kv_valid % CHUNK;
@@ -596,7 +584,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
             wgmma_wait<1>();
             fence_regs(sc);
             release_k(kv_it + 1, j + 2 == n_mine);
-            softmax_tile(sc, row_max, row_sum, corr, tc, n1, p.pad_);
+            softmax_tile(sc, row_max, row_sum, corr, tc, n1);
             wgmma_wait<0>();
             release_v(kv_it);
           } else {
@@ -607,7 +595,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
             wgmma_wait<0>();
             fence_regs(sc);
             release_k(kv_it + 1, j + 2 == n_mine);
-            softmax_tile(sc, row_max, row_sum, corr, tc, n1, p.pad_);
+            softmax_tile(sc, row_max, row_sum, corr, tc, n1);
           }
           rescale();
         }

@@ -72,8 +72,11 @@ typedef struct jsdpa_params_s {
   int window_left;  /* -1 = unlimited */
   int window_right; /* -1 = unlimited */
   float softcap;    /* 0 = off */
-  int pad_;
+  int flags;        /* JSDPA_FLAG_* below: kernel options not worth a variant */
 } jsdpa_params_t;
+
+/* jsdpa_params_t.flags */
+#define JSDPA_FLAG_PINGPONG 1 /* flash_sm90.cu: consumer warpgroups take turns issuing GEMMs */
 
 /* Arguments of the prep kernel (one block; see templates/prep.cu). */
 typedef struct jsdpa_prep_params_s {

@@ -183,10 +183,7 @@ extern "C" __global__ void __launch_bounds__(JSDPA_PREP_THREADS)
     int lq = p.q_offsets_out[b + 1] - p.q_offsets_out[b];
     int lk = p.kv_offsets_out[b + 1] - p.kv_offsets_out[b];
     int tiles = (lq + p.block_m - 1) / p.block_m;
-    if (p.pad_ & 8) { /* XP: the old tile-cost order */
-      for (int m = 0; m < tiles; ++m)
-        atomicAdd(&hist[jsdpa_prep_bucket(jsdpa_prep_tile_cost(lq, lk, m, p), max_cost)], 1);
-    } else if (tiles > 0)
+    if (tiles > 0)
       atomicAdd(&hist[jsdpa_prep_bucket(jsdpa_prep_tile_cost(lq, lk, tiles - 1, p), max_cost)],
                 tiles);
   }
@@ -207,17 +204,6 @@ extern "C" __global__ void __launch_bounds__(JSDPA_PREP_THREADS)
     int lk = p.kv_offsets_out[b + 1] - p.kv_offsets_out[b];
     int tiles = (lq + p.block_m - 1) / p.block_m;
     if (tiles == 0) continue;
-    if (p.pad_ & 8) { /* XP: the old tile-cost order */
-      for (int m = lane; m < tiles; m += 32) {
-        int slot =
-            atomicAdd(&hist[jsdpa_prep_bucket(jsdpa_prep_tile_cost(lq, lk, m, p), max_cost)], 1);
-        jsdpa_work_t w;
-        w.batch = b;
-        w.m_block = m;
-        p.work[slot] = w;
-      }
-      continue;
-    }
     int first = 0;
     if (lane == 0)
       first = atomicAdd(

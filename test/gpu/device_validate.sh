@@ -8,6 +8,8 @@
 #                                       (jsdpa, torch NJT SDPA, torch FA2 varlen: one
 #                                       process) and the main job (jsdpa-run)
 #   test/gpu/device_validate.sh tests   ctest -L gpu, the Python GPU tests
+#   test/gpu/device_validate.sh check   every ctest -L gpu suite in parallel + the Python GPU tests
+#   test/gpu/device_validate.sh table   the flash comparison table (python -m jsdpa.bench)
 #   test/gpu/device_validate.sh efficient   the efficient family only: its GPU test and
 #                                       its benchmark cells (fp32 d64/128 long + mixed with
 #                                       and without TF32, bf16 d512 and d576 long vs flash d256)
@@ -107,6 +109,29 @@ phase_final() {
   (cd build-dev && timeout 230 ctest -R test_efficient -V --timeout 220) >"$OUT/ctest-eff.log" 2>&1
   summary "test_efficient: exit $? ($(grep -E 'checks,' "$OUT/ctest-eff.log" | tail -1))"
   grep -E "FAIL" "$OUT/ctest-eff.log" | head -10
+}
+
+# Every GPU suite at once (ctest -j: the float64 references are CPU-bound and
+# the device has 16 cores) next to the Python GPU tests, then the flash table.
+phase_check() {
+  (cd build-dev && timeout 420 ctest -L gpu -j 10 --timeout 400 --output-on-failure) >"$OUT/ctest.log" 2>&1 &
+  local ct=$!
+  JSDPA_SKIP_BENCH=1 timeout 400 test/python/run_gpu.sh build-dev/libjsdpa.so >/dev/null 2>&1
+  summary "python tests (GPU): exit $? ($(grep -E '^(Ran|OK|FAILED)' "$OUT/py/tests.log" | tr '\n' ' '))"
+  wait $ct
+  summary "ctest -L gpu: exit $? ($(grep -E 'tests passed|tests failed' "$OUT/ctest.log"))"
+  grep -E "Test +#|checks,|FAILED|Failed" "$OUT/ctest.log" | tail -24
+}
+
+phase_table() {
+  local spec=build-dev/bench-kernels.yaml
+  printf 'kernels:\n  - family: flash\n    arch: sm_90a\n    dtype: [bf16, fp16]\n    head_dim: [64, 128, 256]\n    causal: [false, true]\n' >"$spec"
+  build-dev/tools/jsdpa-gen "$spec" --emit=cubin -o build-dev/bench-cubins --cache -j "$(nproc)" 2>&1 | tail -1
+  export PYTHONPATH=$PWD/python JSDPA_LIBRARY=$PWD/build-dev/libjsdpa.so
+  mkdir -p "$OUT/py"
+  timeout 300 python3 -m jsdpa.bench --iters ${ITERS:-20} --markdown "$OUT/py/compare.md" \
+    --json "$OUT/py/compare.json" 2>&1 | grep -E "^- vs|host us"
+  summary "bench: exit $?"
 }
 
 for phase in "$@"; do "phase_$phase"; done
