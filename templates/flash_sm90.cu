@@ -101,6 +101,7 @@ constexpr bool OVERLAP = DP <= 128;
  * more DRAM traffic than the data (ncu, H100). 16 rows: two 8-row swizzle
  * atoms, so chunks compose into the whole-tile layout. */
 constexpr int CHUNK = JSDPA_SM90_CHUNK;
+static_assert(CHUNK * 8 == 128, "flash_sm90: the V tail clear maps a warpgroup onto CHUNK rows");
 constexpr int PRODUCER_REGS = 40;
 constexpr int CONSUMER_REGS = 232;
 
@@ -559,13 +560,18 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         const int kv_valid = w.lk - t_first * BN;
         if (kv_valid < BN && kv_valid % CHUNK != 0) {
           mbar_wait(bar(BAR_V_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
-          const u32 tail = s_v + (kv_it % STAGES) * KV_BYTES + kv_valid * 128;
-          const int rows = CHUNK - kv_valid % CHUNK;
-          for (int i = threadIdx.x - 128 * (wg + 1); i < CB * rows * 8; i += 128)
-            asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(
-                             tail + (i / (rows * 8)) * BN * 128 + (i % (rows * 8)) * 16),
-                         "r"(0)
-                         : "memory");
+          /* Thread i of the warpgroup clears 16 bytes of row i / 8 (< CHUNK)
+           * in every column block. */
+          const int r = (threadIdx.x & 127) >> 3;
+          if (r < CHUNK - kv_valid % CHUNK) {
+            const u32 dst =
+                s_v + (kv_it % STAGES) * KV_BYTES + (kv_valid + r) * 128 + (threadIdx.x & 7) * 16;
+#pragma unroll
+            for (int c = 0; c < CB; ++c)
+              asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(dst + c * BN * 128),
+                           "r"(0)
+                           : "memory");
+          }
           asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
           asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");
         }
