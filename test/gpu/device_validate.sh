@@ -132,6 +132,13 @@ phase_table() {
   timeout 300 python3 -m jsdpa.bench --iters ${ITERS:-20} --markdown "$OUT/py/compare.md" \
     --json "$OUT/py/compare.json" 2>&1 | grep -E "^- vs|host us"
   summary "bench: exit $?"
+  if [ -n "${WITH_EFFICIENT:-}" ]; then
+    local b="python3 -m jsdpa.bench --iters 10 --no-overhead"
+    timeout 120 $b --workload long --workload mixed --dtype fp32 --head-dim 64 --head-dim 128 \
+      --markdown "$OUT/py/eff-fp32.md" 2>&1 | grep -E "^- vs"
+    timeout 60 $b --workload long --dtype bf16 --dtype fp16 --head-dim 512 \
+      --markdown "$OUT/py/eff-d512.md" 2>&1 | grep -E "^- vs"
+  fi
 }
 
 for phase in "$@"; do "phase_$phase"; done
