@@ -20,8 +20,10 @@
  * running at one time are query tiles of few (sequence, head) pairs and share
  * their K/V through the L2 (heads-minor ordering spreads them over every head;
  * bench/NOTES.md has the measurements). The
- * prep orders work[] longest first, so within each head the expensive tiles
- * start first and the last head's short tiles fill the tail. A block asks for
+ * prep orders work[] longest sequence first, each sequence's tiles together
+ * (its most expensive first), so within each head the expensive work starts
+ * first, the tiles that share K/V run together, and the last head's short
+ * tiles fill the tail. A block asks for
  * its next unit when it starts the current one, so the atomic's round trip
  * overlaps the work instead of preceding it.
  *

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# A/B of the sm90 flash template's experiment bits (JSDPA_XP, temporary):
-# 1 no V tail zeroing, 2 no per-warpgroup tile skip, 4 no chunked TMA loads,
-# 8 the old tile-cost prep order, 16 three K/V stages (d <= 128), 64 ping-pong.
-# One device call: build, the flash suite with ping-pong on, jsdpa-bench bf16
-# (every cell) per setting, ncu stall reasons on long d64. Logs go to $OUT.
+# Same-build A/B of the sm90 flash template (bench/NOTES.md, "Third session"):
+# builds, optionally runs gpu_test_flash per setting (XP_TESTS), then jsdpa-bench
+# bf16 on every cell per run of XP_RUNS ("label:bits[:dtype]", XP_REPS calls per
+# cell) and prints one table; XP_NCU adds ncu stall reasons on long d64.
+# The bits were JSDPA_XP, an environment knob that existed only at commits
+# 2bfcbdd and ec6d882 (1 no V tail clear, 2 no warpgroup skip, 4 whole-tile
+# boxes, 8 the old prep order, 16 three stages, 32 one stage past d128, 64
+# ping-pong, 128 one max/sum chain); check one of them out to rerun. On later
+# commits every run measures the shipped kernel. Logs go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$PWD/device-out}
