@@ -6,13 +6,7 @@
 # torch's FA2 kernel under ncu (--clock-control none). Logs go to $OUT.
 #   bench/dev/short_probe.sh
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-OUT=${OUT:-$PWD/device-out}
-mkdir -p "$OUT"
-B=build-dev
-export JSDPA_CACHE_DIR=$PWD/$B/cache CARRY=${CARRY:-build-gpurt-carry}
-t0=$SECONDS
-test/gpu/device_validate.sh build >/dev/null 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+source "$(dirname "$0")/../../test/gpu/device_env.sh"
 echo "build: $((SECONDS - t0)) s"
 spec=$B/probe.yaml
 echo "kernels:" >$spec

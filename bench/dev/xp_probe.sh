@@ -9,13 +9,8 @@
 # ping-pong, 128 one max/sum chain); check one of them out to rerun. On later
 # commits every run measures the shipped kernel. Logs go to $OUT.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-OUT=${OUT:-$PWD/device-out}
-mkdir -p "$OUT"
-B=build-dev
-export JSDPA_CACHE_DIR=$PWD/$B/cache CARRY=${CARRY:-build-gpurt-carry} JSDPA_FLASH_SM90=1
-t0=$SECONDS
-test/gpu/device_validate.sh build >/dev/null 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+source "$(dirname "$0")/../../test/gpu/device_env.sh"
+export JSDPA_FLASH_SM90=1
 spec=$B/xp.yaml
 printf 'kernels:\n  - {family: flash, arch: sm_90a, dtype: [bf16, fp16], head_dim: [64, 128], causal: [false, true], tile: {block_m: 128, block_n: 128, warps: 12, stages: [2, 3]}}\n  - {family: flash, arch: sm_90a, dtype: [bf16, fp16], head_dim: 256, causal: [false, true], tile: {block_m: 128, block_n: 64, warps: 12, stages: [1, 2]}}\n' >$spec
 $B/tools/jsdpa-gen $spec --emit=cubin -o $B/cubins --cache -j "$(nproc)" 2>&1 | tail -1

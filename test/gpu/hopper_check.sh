@@ -6,13 +6,7 @@
 #   test/gpu/hopper_check.sh
 # Logs go to $OUT.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-OUT=${OUT:-$PWD/device-out}
-mkdir -p "$OUT"
-B=build-dev
-export JSDPA_CACHE_DIR=$PWD/$B/cache CARRY=${CARRY:-build-gpurt-carry}
-t0=$SECONDS
-test/gpu/device_validate.sh build >/dev/null 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+source "$(dirname "$0")/device_env.sh"
 printf 'kernels:\n  - family: flash\n    arch: sm_90a\n    dtype: [bf16, fp16]\n    head_dim: [64, 128, 256]\n    causal: [false, true]\n' >$B/k80.yaml
 for s in specs/flash_sm90.yaml $B/k80.yaml; do
   $B/tools/jsdpa-gen $s --emit=cubin -o $B/cubins --cache -j "$(nproc)" >/dev/null 2>&1 || echo "prewarm $s failed"
