@@ -192,9 +192,13 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
                                         bool causal);
 
 /* Builds a variant with the default tile (what the runtime does per call). */
-/* The flash family's Hopper template (templates/flash_sm90.cu) is the tile
- * with 12 warps: a producer and two consumer warpgroups, sm_90a only. */
+/* The flash family's Hopper template (templates/flash_sm90.cu) runs the tiles
+ * of 12 or 16 warps: a producer warpgroup and two (block_m 128) or three
+ * (block_m 192) consumer warpgroups of 64 query rows each, sm_90a only. */
 #define JSDPA_GEN_FLASH_SM90_WARPS 12
+#define JSDPA_GEN_FLASH_SM90_WARPS_3WG 16
+/* Whether the variant is instantiated from templates/flash_sm90.cu. */
+bool jsdpa_gen_is_flash_sm90(const jsdpa_gen_variant_t* variant);
 /* Rows per box of the Hopper template's chunk tensor maps (tiles a sequence
  * ends in load in boxes this tall; JSDPA_SM90_CHUNK in flash_sm90.cu). */
 #define JSDPA_GEN_FLASH_SM90_CHUNK 16

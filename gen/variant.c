@@ -105,9 +105,9 @@ static const jsdpa_gen_family_limits_t family_limits[JSDPA_GEN_FAMILY_COUNT] = {
                                 256,
                                 false,
                                 80,
-                                {64, 128},
+                                {64, 128, 192},
                                 {32, 64, 128},
-                                {4, 8, JSDPA_GEN_FLASH_SM90_WARPS},
+                                {4, 8, JSDPA_GEN_FLASH_SM90_WARPS, JSDPA_GEN_FLASH_SM90_WARPS_3WG},
                                 {1, 2, 3},
                                 false},
     [JSDPA_GEN_FAMILY_EFFICIENT] = {"efficient.cu",
@@ -237,7 +237,7 @@ int64_t jsdpa_gen_work_slices(const jsdpa_gen_variant_t* v) {
 int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* v) {
   const jsdpa_gen_tile_t* t = &v->tile;
   /* flash_sm90.cu: 128-byte rows (head dim padded to 64) plus 1 KiB to align them. */
-  if (v->family == JSDPA_GEN_FAMILY_FLASH && t->warps == JSDPA_GEN_FLASH_SM90_WARPS) {
+  if (jsdpa_gen_is_flash_sm90(v)) {
     const int64_t row = (v->head_dim + 63) / 64 * 64 * 2, q = t->block_m * row;
     const int64_t kv = 2 * (int64_t)t->stages * t->block_n * row + 1024;
     return (2 * q + kv <= 227 * 1024 ? 2 : 1) * q + kv; /* Q double-buffered where it fits */
@@ -270,11 +270,15 @@ jsdpa_gen_variant_t jsdpa_gen_variant_make(jsdpa_gen_family_t family, jsdpa_gen_
   return v;
 }
 
+bool jsdpa_gen_is_flash_sm90(const jsdpa_gen_variant_t* variant) {
+  return variant->family == JSDPA_GEN_FAMILY_FLASH &&
+         (variant->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS ||
+          variant->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_3WG);
+}
+
 const char* jsdpa_gen_template_name(const jsdpa_gen_variant_t* variant) {
   if ((unsigned)variant->family >= JSDPA_GEN_FAMILY_COUNT) return NULL;
-  if (variant->family == JSDPA_GEN_FAMILY_FLASH &&
-      variant->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS)
-    return "flash_sm90.cu";
+  if (jsdpa_gen_is_flash_sm90(variant)) return "flash_sm90.cu";
   return family_limits[variant->family].template_name;
 }
 
@@ -407,20 +411,27 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
   /* The tiled templates split a tile's query rows evenly over its warps and
    * each warp runs one or two 16-row mma blocks (templates/flash.cu). */
   const int rows_per_warp = v->tile.warps > 0 ? v->tile.block_m / v->tile.warps : 0;
-  /* The Hopper template: 64 query rows per consumer warpgroup, wgmma n = block_n. */
-  const bool sm90 =
-      v->family == JSDPA_GEN_FAMILY_FLASH && v->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS;
+  /* The Hopper template: a producer warpgroup, 64 query rows per consumer
+   * warpgroup, wgmma n = block_n; three consumer warpgroups (160 registers
+   * each) hold a 64-column output at most (ptxas spills at 128). */
+  const bool sm90 = jsdpa_gen_is_flash_sm90(v);
+  const int sm90_rows = (v->tile.warps / 4 - 1) * 64;
   if (sm90 && (v->arch.sm != 90 || !v->arch.arch_specific))
     PROBLEM(FIELD_ARCH, "flash tiles of %d warps (the wgmma template) need sm_90a, got %s",
-            JSDPA_GEN_FLASH_SM90_WARPS, jsdpa_gen_arch_name(v->arch, arch, sizeof(arch)));
-  if (sm90 && allowed(lim->block_m, v->tile.block_m) && v->tile.block_m != 128)
-    PROBLEM(FIELD_BLOCK_M, "flash tiles of %d warps (the wgmma template) need block_m 128, got %d",
-            JSDPA_GEN_FLASH_SM90_WARPS, v->tile.block_m);
+            v->tile.warps, jsdpa_gen_arch_name(v->arch, arch, sizeof(arch)));
+  if (sm90 && allowed(lim->block_m, v->tile.block_m) && v->tile.block_m != sm90_rows)
+    PROBLEM(FIELD_BLOCK_M, "flash tiles of %d warps (the wgmma template) need block_m %d, got %d",
+            v->tile.warps, sm90_rows, v->tile.block_m);
   if (sm90 && allowed(lim->block_n, v->tile.block_n) && v->tile.block_n != 64 &&
       v->tile.block_n != 128)
     PROBLEM(FIELD_BLOCK_N,
             "flash tiles of %d warps (the wgmma template) need block_n 64 or 128, got %d",
-            JSDPA_GEN_FLASH_SM90_WARPS, v->tile.block_n);
+            v->tile.warps, v->tile.block_n);
+  if (sm90 && v->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_3WG && v->head_dim > 64)
+    PROBLEM(FIELD_WARPS,
+            "flash tiles of %d warps (three consumer warpgroups, 160 registers each) take head "
+            "dims up to 64, got %d",
+            v->tile.warps, v->head_dim);
   if (!sm90 && v->family != JSDPA_GEN_FAMILY_MATH && allowed(lim->block_m, v->tile.block_m) &&
       allowed(lim->warps, v->tile.warps) &&
       (v->tile.block_m % v->tile.warps != 0 || (rows_per_warp != 16 && rows_per_warp != 32)))

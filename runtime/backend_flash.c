@@ -22,8 +22,8 @@
 #include "internal.h"
 #include "tuning.h"
 
-/* The Hopper template's tile: 12 warps (a producer and two consumer
- * warpgroups) select templates/flash_sm90.cu (gen/variant.c). */
+/* The Hopper template's tiles: 12 or 16 warps (a producer and two or three
+ * consumer warpgroups) select templates/flash_sm90.cu (gen/variant.c). */
 
 /* The kernel parameter of templates/flash_sm90.cu (jsdpa_flash_sm90_params_t
  * there): the common parameters, then three 128-byte aligned tensor maps. */
@@ -93,6 +93,13 @@ jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_
      * the 128-column accumulators of a 256 head dim in the registers. */
     v.tile = call->head_dim <= 128 ? (jsdpa_gen_tile_t){128, 128, JSDPA_GEN_FLASH_SM90_WARPS, 2}
                                    : (jsdpa_gen_tile_t){128, 64, JSDPA_GEN_FLASH_SM90_WARPS, 2};
+    /* For measurements: JSDPA_SM90_TILE=m192n64w16s2 (any valid Hopper tile)
+     * replaces the choice above where the generator accepts it for the call. */
+    const char* forced = getenv("JSDPA_SM90_TILE");
+    jsdpa_gen_variant_t f = v;
+    if (forced && jsdpa_gen_parse_tile(forced, &f.tile) && jsdpa_gen_is_flash_sm90(&f) &&
+        jsdpa_gen_variant_check(&f, NULL, 0))
+      v.tile = f.tile;
     return v;
   }
   return jsdpa_tiled_tuned(ctx, call, v, out_tuned);
@@ -171,7 +178,7 @@ static jsdpa_status_t encode_map(jsdpa_context_t* ctx, CUtensorMap* map, const j
 static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
                              const jsdpa_kernel_t* kernel, jsdpa_params_t* params) {
   const int64_t units = (int64_t)params->max_work * call->heads;
-  if (kernel->variant.tile.warps != JSDPA_GEN_FLASH_SM90_WARPS)
+  if (!jsdpa_gen_is_flash_sm90(&kernel->variant))
     return jsdpa_tiled_launch(ctx, call, kernel, params, units);
   flash_sm90_params_t sm90;
   sm90.p = *params;

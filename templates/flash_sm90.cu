@@ -4,10 +4,11 @@
  *
  * The ideas are FlashAttention-3's (Shah et al., 2024), written from the
  * paper and the PTX ISA:
- *  - a block is three warpgroups: warpgroup 0 is the producer (one thread
- *    issues every TMA copy and fetches work units), warpgroups 1 and 2 are
- *    consumers that own 64 query rows each of a BLOCK_M = 128 query tile.
- *    setmaxnreg moves registers from the producer (40) to the consumers (232);
+ *  - a block is three or four warpgroups: warpgroup 0 is the producer (one
+ *    thread issues every TMA copy and fetches work units), the others are
+ *    consumers that own 64 query rows each of a BLOCK_M = 128 (12 warps) or
+ *    192 (16 warps, head dims up to 64) query tile. setmaxnreg moves
+ *    registers from the producer (40 / 32) to the consumers (232 / 160);
  *  - S = Q K^T is wgmma with both operands in shared memory (K-major, 128-byte
  *    swizzle, exactly the layout TMA's 128B swizzle writes); O += P V is wgmma
  *    with P straight from the score accumulators in registers (the m64nNk16
@@ -74,12 +75,13 @@ using namespace jsdpa_tc; /* mma.cuh: smem_u32, pack2, exp2/log2/tanh */
 typedef unsigned long long u64;
 
 constexpr int D = JSDPA_HEAD_DIM;
-constexpr int DP = (D + 63) / 64 * 64; /* padded head dim: whole 128-byte rows */
-constexpr int CB = DP / 64;            /* 64-column blocks (one TMA box each) */
+constexpr int DP = (D + 63) / 64 * 64;   /* padded head dim: whole 128-byte rows */
+constexpr int CB = DP / 64;              /* 64-column blocks (one TMA box each) */
+constexpr int NWG = JSDPA_WARPS / 4 - 1; /* consumer warpgroups, 64 query rows each */
 constexpr int BM = JSDPA_BLOCK_M;
 constexpr int BN = JSDPA_BLOCK_N;
 constexpr int STAGES = JSDPA_STAGES;
-constexpr int THREADS = 384;
+constexpr int THREADS = JSDPA_WARPS * 32;
 constexpr int Q_BYTES = BM * DP * 2;
 constexpr int KV_BYTES = BN * DP * 2; /* one K or one V buffer */
 /* Swizzled operands must start on 1024-byte boundaries (the 8-row swizzle
@@ -91,9 +93,17 @@ constexpr int KV_SMEM = 2 * STAGES * KV_BYTES + 1024;
  * exposed once per unit. */
 constexpr int Q_STAGES = 2 * Q_BYTES + KV_SMEM <= 227 * 1024 ? 2 : 1;
 constexpr int SMEM_BYTES = Q_STAGES * Q_BYTES + KV_SMEM;
-/* Overlapping S(j + 1) with P(j) V(j) holds a second score tile and P
- * fragments: it fits the consumers' registers up to a 128-column output. */
-constexpr bool OVERLAP = DP <= 128;
+/* Registers per thread after setmaxnreg: two consumer warpgroups get 232, three
+ * (FlashAttention-3's shape for head dim 64: more warps per scheduler to hide
+ * the softmax's latency) 160, the producer what is left. */
+constexpr int PRODUCER_REGS = NWG == 2 ? 40 : 32;
+constexpr int CONSUMER_REGS = NWG == 2 ? 232 : 160;
+/* Overlapping S(j + 1) with P(j) V(j) keeps a score tile (BN / 2 registers),
+ * the previous P (BN / 4) and O (DP / 2) live at once: ptxas fits that
+ * without spills up to 160 of them in 232 registers (d128 x 128 keys; d256 x
+ * 64 keys spilled 76 bytes) and up to 80 in 160 (d64 x 64 keys; x 128 keys
+ * spilled 112 bytes). */
+constexpr bool OVERLAP = BN / 2 + BN / 4 + DP / 2 <= (NWG == 2 ? 160 : 80);
 /* A tile a sequence ends in is loaded in CHUNK-row boxes: the chunks that
  * hold its rows, and zeros (a box wholly out of the tensor's bounds, which
  * TMA fills without reading memory) for the rest. Whole-tile boxes read the
@@ -102,17 +112,17 @@ constexpr bool OVERLAP = DP <= 128;
  * atoms, so chunks compose into the whole-tile layout. */
 constexpr int CHUNK = JSDPA_SM90_CHUNK;
 static_assert(CHUNK * 8 == 128, "flash_sm90: the V tail clear maps a warpgroup onto CHUNK rows");
-constexpr int PRODUCER_REGS = 40;
-constexpr int CONSUMER_REGS = 232;
 
 static_assert(JSDPA_HEAD_DIM_V == JSDPA_HEAD_DIM,
               "flash_sm90: v head dim must equal the qk head dim");
 static_assert(D >= 1 && D <= 256, "flash_sm90: head dim must be in 1..256");
-static_assert(JSDPA_WARPS == 12, "flash_sm90: a producer and two consumer warpgroups (12 warps)");
-static_assert(BM == 128, "flash_sm90: block_m is 128 (64 rows per consumer warpgroup)");
+static_assert(JSDPA_WARPS == 12 || JSDPA_WARPS == 16,
+              "flash_sm90: a producer and two or three consumer warpgroups (12 or 16 warps)");
+static_assert(BM == 64 * NWG, "flash_sm90: block_m is 64 rows per consumer warpgroup");
+static_assert(NWG == 2 || DP <= 64, "flash_sm90: three consumer warpgroups up to head dim 64");
 static_assert(BN == 64 || BN == 128, "flash_sm90: block_n is 64 or 128");
 static_assert(STAGES >= 1 && STAGES <= 4, "flash_sm90: stages must be 1..4");
-static_assert(PRODUCER_REGS * 128 + 2 * CONSUMER_REGS * 128 <= 65536, "register file");
+static_assert(PRODUCER_REGS * 128 + NWG * CONSUMER_REGS * 128 <= 65536, "register file");
 
 /* Barrier slots (static shared memory). */
 enum {
@@ -126,7 +136,7 @@ enum {
   BAR_V_EMPTY = BAR_K_FULL + 3 * STAGES,
   BAR_COUNT = BAR_K_FULL + 4 * STAGES,
 };
-constexpr int CONSUMER_WARPS = 8;
+constexpr int CONSUMER_WARPS = 4 * NWG;
 
 /* ------------------------------------------------------------ PTX helpers */
 
@@ -311,14 +321,14 @@ __device__ __forceinline__ void produce(const jsdpa_flash_sm90_params_t& a, u32 
 
 /* Ping-pong (FlashAttention-3): the two consumer warpgroups take turns
  * issuing their GEMMs, so one's softmax runs while the other's GEMMs hold the
- * tensor cores. Named barrier 3 + g is warpgroup g's turn: it syncs there
+ * tensor cores. Named barrier 5 + g is warpgroup g's turn: it syncs there
  * (its 128 threads plus the other's 128 arrivals) before issuing and arrives
  * on the other's after. */
 __device__ __forceinline__ void turn_wait(int wg) {
-  asm volatile("bar.sync %0, 256;\n" ::"r"(3 + wg) : "memory");
+  asm volatile("bar.sync %0, 256;\n" ::"r"(5 + wg) : "memory");
 }
 __device__ __forceinline__ void turn_pass(int wg) {
-  asm volatile("bar.arrive %0, 256;\n" ::"r"(4 - wg) : "memory");
+  asm volatile("bar.arrive %0, 256;\n" ::"r"(6 - wg) : "memory");
 }
 
 /* What the masking and softmax of one key tile need (per thread). */
@@ -429,7 +439,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
   const float cap_in = softcap ? p.scale / p.softcap : 0.f;
   const float cap_out = p.softcap * JSDPA_LOG2E;
 
-  const bool pingpong = OVERLAP && (p.flags & JSDPA_FLAG_PINGPONG);
+  const bool pingpong = NWG == 2 && OVERLAP && (p.flags & JSDPA_FLAG_PINGPONG);
   if (pingpong && wg == 1) turn_pass(wg);
   int kv_it = 0, q_it = 0;
   for (int i = 0;; ++i) {
