@@ -93,6 +93,10 @@ jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_
      * the 128-column accumulators of a 256 head dim in the registers. */
     v.tile = call->head_dim <= 128 ? (jsdpa_gen_tile_t){128, 128, JSDPA_GEN_FLASH_SM90_WARPS, 2}
                                    : (jsdpa_gen_tile_t){128, 64, JSDPA_GEN_FLASH_SM90_WARPS, 2};
+    /* Up to d = 64, three consumer warpgroups (192 query rows): +14-18% on
+     * long and mixed d64 over two (H100, bench/NOTES.md). */
+    if (call->head_dim <= 64)
+      v.tile = (jsdpa_gen_tile_t){192, 128, JSDPA_GEN_FLASH_SM90_WARPS_3WG, 2};
     /* For measurements: JSDPA_SM90_TILE=m192n64w16s2 (any valid Hopper tile)
      * replaces the choice above where the generator accepts it for the call. */
     const char* forced = getenv("JSDPA_SM90_TILE");
