@@ -200,7 +200,7 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
 /* Whether the variant is instantiated from templates/flash_sm90.cu. */
 bool jsdpa_gen_is_flash_sm90(const jsdpa_gen_variant_t* variant);
 /* Rows per box of the Hopper template's chunk tensor maps (tiles a sequence
- * ends in load in boxes this tall; JSDPA_SM90_CHUNK in flash_sm90.cu). */
+ * ends in load in boxes this tall); emitted as JSDPA_SM90_CHUNK for it. */
 #define JSDPA_GEN_FLASH_SM90_CHUNK 16
 
 /* Static shared memory a tiled kernel may declare next to its dynamic tile

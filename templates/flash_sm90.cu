@@ -58,7 +58,9 @@
  * maps (CUtensorMap: 128 opaque bytes, 128-byte aligned), passed by value as
  * a __grid_constant__ so TMA reads the maps from parameter space. The host's
  * mirror is in runtime/backend_flash.c. */
-#define JSDPA_SM90_CHUNK 16 /* rows per box of the *_rows maps: JSDPA_GEN_FLASH_SM90_CHUNK */
+#if !defined(JSDPA_SM90_CHUNK)
+#error "flash_sm90.cu: the generator defines JSDPA_SM90_CHUNK (the chunk maps' box rows)"
+#endif
 typedef struct alignas(128) jsdpa_tmap_s {
   unsigned long long opaque[16];
 } jsdpa_tmap_t;
