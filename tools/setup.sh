@@ -21,6 +21,14 @@ if ! command -v nvcc >/dev/null 2>&1 && [ ! -e /usr/local/cuda/include/cuda.h ];
   echo "setup: the CUDA toolkit (its headers cuda.h / nvrtc.h and NVRTC) is required; install it first" >&2
   exit 1
 fi
+# The lit tests assemble shipped kernels with ptxas to catch register spills
+# (test/gen/Inputs/check_ptx_spills.py looks in the same places): needed by
+# `tools/setup.sh --tests` (tools/test.sh), not by the library.
+if [ "${1:-}" = "--tests" ] && ! command -v ptxas >/dev/null 2>&1 && [ ! -x "${CUDA_HOME:-/nonexistent}/bin/ptxas" ] &&
+  [ ! -x /usr/local/cuda/bin/ptxas ]; then
+  echo "setup: ptxas (the CUDA toolkit's assembler, package cuda-nvcc) is required by the tests; install it first" >&2
+  exit 1
+fi
 
 # Python tools for the package tests (numpy for jsdpa.numpy): from PyPI when
 # this python3 has pip (a pyenv or venv Python), else Debian's python3-numpy

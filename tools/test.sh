@@ -5,7 +5,7 @@
 #   tools/test.sh [ctest args...]      e.g. tools/test.sh -L gpu
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/setup.sh
+tools/setup.sh --tests
 BUILD=${JSDPA_TEST_BUILD:-build-test}
 SANITIZE=${JSDPA_SANITIZE:-ON}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DJSDPA_SANITIZE="$SANITIZE" -DJSDPA_WERROR=ON >/dev/null
