@@ -159,7 +159,7 @@ static void test_schedules(jsdpa_context_t* ctx) {
       {"mixed cross", 64, 0, 2048, true},
       {"empty and tiny", 9, 0, 2, true},
   };
-  static const int tiles[][2] = {{1, 1}, {64, 64}, {128, 64}, {128, 128}, {64, 176}};
+  static const int tiles[][2] = {{1, 1}, {64, 64}, {128, 64}, {128, 128}, {192, 128}, {64, 176}};
   for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); ++s) {
     const shape_t* sh = &shapes[s];
     int64_t* q_lens = malloc(sizeof(int64_t) * (size_t)sh->batch);
