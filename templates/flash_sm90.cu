@@ -234,6 +234,15 @@ typedef struct unit_s {
   int t_last, n_tiles; /* key tiles visited: t_last down to t_last - n_tiles + 1 */
 } unit_t;
 
+/* One past the last key that row `row` (within its sequence) sees: the
+ * sequence end, the bottom-right causal diagonal, a right window. */
+__device__ __forceinline__ int keys_end(int lk, int diag, int window_right, int row) {
+  int n_end = lk;
+  if (JSDPA_CAUSAL) n_end = min(n_end, row + diag + 1);
+  if (window_right >= 0) n_end = min(n_end, row + diag + window_right + 1);
+  return n_end;
+}
+
 /* The producer and the consumers derive the same unit description, so both
  * sides agree on how many tiles (and barrier phases) a unit takes. */
 __device__ __forceinline__ unit_t describe(const jsdpa_params_t& p, int u, int num_work) {
@@ -249,9 +258,8 @@ __device__ __forceinline__ unit_t describe(const jsdpa_params_t& p, int u, int n
   w.rows = min(BM, lq - w.m0);
   w.diag = w.lk - lq;
   const int last_row = w.m0 + w.rows - 1;
-  int n_begin = 0, n_end = w.lk;
-  if (JSDPA_CAUSAL) n_end = min(n_end, last_row + w.diag + 1);
-  if (p.window_right >= 0) n_end = min(n_end, last_row + w.diag + p.window_right + 1);
+  const int n_end = keys_end(w.lk, w.diag, p.window_right, last_row);
+  int n_begin = 0;
   if (p.window_left >= 0) n_begin = max(0, w.m0 + w.diag - p.window_left);
   const int t_begin = n_begin / BN;
   w.n_tiles = n_end > n_begin ? (n_end + BN - 1) / BN - t_begin : 0;
@@ -537,9 +545,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
       int skip = w.n_tiles;
       const int wg_first = w.m0 + wg * 64, wg_last = min(wg_first + 63, w.m0 + w.rows - 1);
       if (wg_last >= wg_first) {
-        int n_end = w.lk;
-        if (JSDPA_CAUSAL) n_end = min(n_end, wg_last + w.diag + 1);
-        if (win_r >= 0) n_end = min(n_end, wg_last + w.diag + win_r + 1);
+        const int n_end = keys_end(w.lk, w.diag, win_r, wg_last);
         if (n_end > 0) skip = min(w.n_tiles, w.t_last - (n_end - 1) / BN);
       }
       for (int j = 0; j < skip; ++j, ++kv_it) {
