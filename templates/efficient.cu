@@ -124,10 +124,26 @@ static_assert(!F32 || PASSES == 3 || PASSES == 1, "efficient: 1 or 3 tf32 passes
 
 /* ------------------------------------------------------------ tf32 products */
 
-/* x -> big + small, each a tf32 value: together ~22 of x's 24 mantissa bits. */
+/* x -> big + small, each a tf32 value: together ~22 of x's 24 mantissa bits.
+ * Rounding to nearest (ties away) is integer arithmetic on the bit pattern:
+ * add half a tf32 ulp (bit 12) and drop the 13 low bits, which for finite x
+ * gives exactly cvt.rna.tf32.f32 (the carry ripples into the exponent as the
+ * rounding should; Inf stays Inf). The tensor core ignores an operand's 13
+ * low bits (ptxas itself leaves cvt.rna's mask out for values that only feed
+ * an mma), so only `big`, which the subtraction needs exact, is masked: 2
+ * integer ops instead of cvt.rna's 4 (its sm_90 SASS adds an isfinite test
+ * and a select), 4 SASS instructions per split instead of 7. A NaN whose payload lies in
+ * the low bits becomes Inf in `big`, and its `small` (NaN - Inf) is NaN, so
+ * the product is NaN as with cvt.rna. */
 __device__ __forceinline__ void split_tf32(float x, u32& big, u32& small) {
-  big = to_tf32(x);
-  small = PASSES == 3 ? to_tf32(x - __uint_as_float(big)) : 0u;
+  constexpr u32 HALF = 0x1000u, MASK = 0xffffe000u;
+  if (PASSES == 3) {
+    big = (__float_as_uint(x) + HALF) & MASK;
+    small = __float_as_uint(x - __uint_as_float(big)) + HALF;
+  } else {
+    big = to_tf32(x); /* the opt-in pass keeps cvt.rna's NaN handling */
+    small = 0u;
+  }
 }
 
 /* c += a * b over one k step, for this element type and precision. The small

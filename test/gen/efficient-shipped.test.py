@@ -14,7 +14,10 @@ for k in kernels:
     if k["dtype"] == "fp32":
         fp32 += 1
         tf32 += k["tf32"]
-        need += ["mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32", "cvt.rna.tf32.f32"]
+        need.append("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32")
+        # TF32 rounds with cvt.rna; the three-pass split rounds on the bit pattern and masks
+        # big's 13 low bits (efficient.cu, split_tf32).
+        need.append("cvt.rna.tf32.f32" if k["tf32"] else ", -8192;")
         # The fp32-accurate kernel issues three tf32 products where its TF32 twin issues one.
         if k["tf32"]:
             twin = os.path.join(out, k["name"].replace("_fp32_tf32_", "_fp32_") + ".ptx")
