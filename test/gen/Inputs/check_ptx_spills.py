@@ -1,6 +1,9 @@
 """Assembles every PTX file of DIR/manifest.json with ptxas -v for its arch and
 fails if any kernel has a stack frame or spills registers (PTX cannot show
-spills: they appear only when ptxas allocates registers).
+spills: they appear only when ptxas allocates registers), or if ptxas says it
+serialized the kernel's wgmma instructions (its performance warning C7518:
+a wgmma issued under one branch and waited for under another makes ptxas
+serialize every wgmma of the kernel, a silent slowdown).
 
     check_ptx_spills.py DIR
 ptxas: PATH, else $CUDA_HOME/bin, else /usr/local/cuda/bin.
@@ -35,6 +38,8 @@ def check(k):
         return "%s: no register report in ptxas -v output" % k["name"]
     if any(int(x) for x in m.groups()):
         return "%s: %s" % (k["name"], m.group(0))
+    if "C7518" in r.stderr:
+        return "%s: ptxas serialized its wgmma instructions (C7518)" % k["name"]
     return None
 
 
