@@ -167,7 +167,11 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
        * product (on an H100, bench/dev/efficient_tiles.sh, mixed: m128n32w4s2
        * 53.8 TFLOP/s, m64n64w4s2 44.6); past that two row blocks per warp no
        * longer fit the registers of the three-pass accumulation
-       * (efficient.cu, mma_split) without spills. */
+       * (efficient.cu, mma_split) without spills. On sm_90 at d 128 the
+       * three-pass split's extra K and V planes (efficient.cu, KV_SPLIT)
+       * take 64x32 double-buffered to 132 KiB, one block per SM: single-
+       * buffered keeps two. The function does not see the precision, so a
+       * TF32 opt-in takes the same tile. */
       static const jsdpa_gen_tile_t fp32[] = {
           {128, 32, 4, 2},
           {64, 32, 4, 2},
@@ -233,7 +237,8 @@ int64_t jsdpa_gen_work_slices(const jsdpa_gen_variant_t* v) {
  * STAGES K and V tiles with rows padded to the mma step plus 16 bytes; the
  * efficient family's V rows hold one output slice of at most 256 columns
  * (wide: every group's), and a wide tile adds P and the groups' row maxima
- * and sums. */
+ * and sums. fp32-accurate (not tf32) tiles for sm_90 add one K and one V plane
+ * for the split's small halves (efficient.cu, KV_SPLIT). */
 int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* v) {
   const jsdpa_gen_tile_t* t = &v->tile;
   /* flash_sm90.cu: 128-byte rows (head dim padded to 64) plus 1 KiB to align them. */
@@ -251,8 +256,9 @@ int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* v) {
   const int64_t qrow = s.dp * s.es + 16, vrow = s.groups * s.dvs * s.es + 16;
   const int64_t p =
       s.groups > 1 ? t->block_m * (t->block_n * 2 + 16) + 8 * s.groups * t->block_m : 0;
-  return t->block_m * (qrow > vrow ? qrow : vrow) +
-         (int64_t)t->stages * t->block_n * (qrow + vrow) + p;
+  const bool kv_split = v->dtype == JSDPA_GEN_DTYPE_FP32 && !v->tf32 && v->arch.sm >= 90;
+  const int64_t planes = t->stages + (kv_split ? 1 : 0);
+  return t->block_m * (qrow > vrow ? qrow : vrow) + planes * t->block_n * (qrow + vrow) + p;
 }
 
 jsdpa_gen_variant_t jsdpa_gen_variant_make(jsdpa_gen_family_t family, jsdpa_gen_arch_t arch,

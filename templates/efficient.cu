@@ -111,7 +111,21 @@ constexpr int SMEM_K = BN * QROW;
 constexpr int SMEM_V = BN * VROW;
 /* Wide: P, and per (group, row) the partial maxima and sums. */
 constexpr int SMEM_P = WIDE ? BM * PROW + 2 * GROUPS * BM * 4 : 0;
-constexpr int SMEM_BYTES = SMEM_Q + STAGES * (SMEM_K + SMEM_V) + SMEM_P;
+/* fp32-accurate: K and V are split into big + small once per block, in
+ * shared memory, instead of by every warp from its ldmatrix / ld.shared
+ * registers (each warp reads the whole tile, so WARPS warps repeated the same
+ * split; at d 128 that was ~1000 of the key-tile loop's ~2500 instructions).
+ * big replaces the copied value in place; small goes to one extra plane per
+ * operand. One plane suffices at any stage count: K(j)'s small is written
+ * before the barrier that opens Q K(j), after every warp passed the barrier
+ * that closed Q K(j - 1); V(j)'s likewise around P V(j). The price: K and V
+ * are read twice from shared memory, and the planes need shared memory that
+ * sm_80/86/89 (164/100 KiB per SM) would pay for with half the resident
+ * warps: sm_90 only. */
+constexpr bool KV_SPLIT = F32 && PASSES == 3 && JSDPA_ARCH >= 90;
+constexpr int SMEM_KS = KV_SPLIT ? SMEM_K : 0;
+constexpr int SMEM_VS = KV_SPLIT ? SMEM_V : 0;
+constexpr int SMEM_BYTES = SMEM_Q + STAGES * (SMEM_K + SMEM_V) + SMEM_P + SMEM_KS + SMEM_VS;
 constexpr int QF = PASSES == 3 ? 2 : 1; /* registers per Q fragment word: big (+ small) */
 constexpr bool Q_IN_REGS = MT * (NT + DT + KS * QF) * 4 <= 160;
 
@@ -230,6 +244,44 @@ __device__ __forceinline__ void load_rows(u32 dst, const elem_t* src, long long 
   }
 }
 
+__device__ __forceinline__ void st_shared_v4(u32 addr, const u32 (&v)[4]) {
+  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(v[0]), "r"(v[1]),
+               "r"(v[2]), "r"(v[3]));
+}
+
+/*
+ * KV_SPLIT: the chunks this thread copied with load_rows<ROWS, CH, PITCH>
+ * (same thread -> chunk map, zero-filled ones included) become big in place
+ * and small at the same offset from `small`. The thread's cp.async wait makes
+ * its own chunks visible to it, so no barrier is needed before; the caller's
+ * next barrier publishes the split.
+ */
+template <int ROWS, int CH, int PITCH>
+__device__ __forceinline__ void split_rows(u32 big, u32 small) {
+  auto split16 = [&](u32 off) {
+    u32 x[4], b[4], sm[4];
+    ld_shared_v4(big + off, x);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) split_tf32(__uint_as_float(x[e]), b[e], sm[e]);
+    st_shared_v4(big + off, b);
+    st_shared_v4(small + off, sm);
+  };
+  if (CH <= THREADS) {
+    constexpr int RSTEP = CH <= THREADS ? THREADS / CH : 1;
+    const int r0 = threadIdx.x / CH, c = threadIdx.x % CH;
+    if (RSTEP * CH != THREADS && r0 >= RSTEP) return;
+#pragma unroll
+    for (int it = 0; it < (ROWS + RSTEP - 1) / RSTEP; ++it) {
+      if (ROWS % RSTEP != 0 && r0 + it * RSTEP >= ROWS) break;
+      split16((r0 + it * RSTEP) * PITCH + c * 16);
+    }
+  } else {
+#pragma unroll 1
+    for (int r = 0; r < ROWS; ++r)
+      for (int c = threadIdx.x; c < CH; c += THREADS) split16(r * PITCH + c * 16);
+  }
+}
+
 /* ------------------------------------------------------------ one unit */
 
 __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m_block, int head,
@@ -274,6 +326,8 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
 #if !defined(JSDPA_DTYPE_FP32)
   const u32 s_p = s_v + STAGES * SMEM_V; /* wide: P */
 #endif
+  const u32 s_ks = s_v + STAGES * SMEM_V + SMEM_P; /* KV_SPLIT: small planes */
+  const u32 s_vs = s_ks + SMEM_KS;
   float* red_max = (float*)(smem + SMEM_Q + STAGES * (SMEM_K + SMEM_V) + BM * PROW);
   float* red_sum = red_max + GROUPS * BM;
 
@@ -352,6 +406,7 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
 
     /* K(j) (and Q) landed; every warp is done with P V(j - 1). */
     cp_async_wait<2 * STAGES - 2>();
+    if (KV_SPLIT) split_rows<BN, QCH, QROW>(s_k + slot * SMEM_K, s_ks);
     __syncthreads();
     if (Q_IN_REGS && j == 0) {
 #pragma unroll
@@ -375,7 +430,7 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
     for (int mt = 0; mt < SLM; ++mt)
 #pragma unroll
       for (int n = 0; n < SLN; ++n) sl[mt][n][0] = sl[mt][n][1] = sl[mt][n][2] = sl[mt][n][3] = 0.f;
-    const u32 kbase = s_k + slot * SMEM_K + k_off;
+    const u32 kbase = s_k + slot * SMEM_K + k_off, ksbase = s_ks + k_off;
 #pragma unroll
     for (int ks = 0; ks < KS; ++ks) {
       u32 a[MT][4], as[MT][4];
@@ -395,7 +450,9 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
       for (int np = 0; np < NT / 2; ++np) {
         u32 b[4], bs[4] = {0u, 0u, 0u, 0u};
         ldmatrix_x4(b, kbase + np * 16 * QROW + ks * 32);
-        if (F32) {
+        if (KV_SPLIT) {
+          ldmatrix_x4(bs, ksbase + np * 16 * QROW + ks * 32);
+        } else if (F32) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) split_tf32(__uint_as_float(b[e]), b[e], bs[e]);
         }
@@ -487,10 +544,11 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
     /* V(j) landed; every warp is done with Q K(j), so its buffer takes
      * K(j + STAGES); wide: every group's part of P is written. */
     cp_async_wait<2 * STAGES - 2>();
+    if (KV_SPLIT) split_rows<BN, VCH, VROW>(s_v + slot * SMEM_V, s_vs);
     __syncthreads();
     load_k(j + STAGES);
 
-    const u32 vbase = s_v + slot * SMEM_V + v_off;
+    const u32 vbase = s_v + slot * SMEM_V + v_off, vsbase = s_vs + v_off;
 #if defined(JSDPA_DTYPE_FP32)
     if (SPLIT_ACC) {
       /* P for every k step of the tile, split once; keys permuted as below. */
@@ -511,10 +569,15 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
         for (int mt = 0; mt < MT; ++mt) part[mt][0] = part[mt][1] = part[mt][2] = part[mt][3] = 0.f;
 #pragma unroll
         for (int k = 0; k < KV; ++k) {
-          const u32 addr = vbase + k * 8 * VROW + dt * 32;
+          const u32 off = k * 8 * VROW + dt * 32;
           u32 b0, b1, bs0, bs1;
-          split_tf32(__uint_as_float(ld_shared_u32(addr)), b0, bs0);
-          split_tf32(__uint_as_float(ld_shared_u32(addr + VROW)), b1, bs1);
+          if (KV_SPLIT) {
+            b0 = ld_shared_u32(vbase + off), b1 = ld_shared_u32(vbase + off + VROW);
+            bs0 = ld_shared_u32(vsbase + off), bs1 = ld_shared_u32(vsbase + off + VROW);
+          } else {
+            split_tf32(__uint_as_float(ld_shared_u32(vbase + off)), b0, bs0);
+            split_tf32(__uint_as_float(ld_shared_u32(vbase + off + VROW)), b1, bs1);
+          }
 #pragma unroll
           for (int mt = 0; mt < MT; ++mt)
             mma_step(part[mt], pb[mt][k], pl[mt][k], b0, b1, bs0, bs1);

@@ -18,6 +18,12 @@ for k in kernels:
         # TF32 rounds with cvt.rna; the three-pass split rounds on the bit pattern and masks
         # big's 13 low bits (efficient.cu, split_tf32).
         need.append("cvt.rna.tf32.f32" if k["tf32"] else ", -8192;")
+        # On sm_90 the three-pass kernel splits K and V once per block into shared-memory
+        # planes (efficient.cu, KV_SPLIT: 16-byte stores of big and small); TF32 has nothing
+        # to split, and sm_80 splits in registers.
+        planes = not k["tf32"] and k["arch"].startswith("sm_90")
+        if ("st.shared.v4.b32" in ptx) != planes:
+            bad.append(f"{k['name']} (K/V split planes {'missing' if planes else 'present'})")
         # The fp32-accurate kernel issues three tf32 products where its TF32 twin issues one.
         if k["tf32"]:
             twin = os.path.join(out, k["name"].replace("_fp32_tf32_", "_fp32_") + ".ptx")
