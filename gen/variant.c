@@ -237,8 +237,9 @@ int64_t jsdpa_gen_work_slices(const jsdpa_gen_variant_t* v) {
  * STAGES K and V tiles with rows padded to the mma step plus 16 bytes; the
  * efficient family's V rows hold one output slice of at most 256 columns
  * (wide: every group's), and a wide tile adds P and the groups' row maxima
- * and sums. fp32-accurate (not tf32) tiles for sm_90 add one K and one V plane
- * for the split's small halves (efficient.cu, KV_SPLIT). */
+ * and sums. fp32-accurate (not tf32) tiles for sm_90 with head dims up to 256
+ * add one K and one V plane for the split's small halves (efficient.cu,
+ * KV_SPLIT). */
 int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* v) {
   const jsdpa_gen_tile_t* t = &v->tile;
   /* flash_sm90.cu: 128-byte rows (head dim padded to 64) plus 1 KiB to align them. */
@@ -256,7 +257,8 @@ int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* v) {
   const int64_t qrow = s.dp * s.es + 16, vrow = s.groups * s.dvs * s.es + 16;
   const int64_t p =
       s.groups > 1 ? t->block_m * (t->block_n * 2 + 16) + 8 * s.groups * t->block_m : 0;
-  const bool kv_split = v->dtype == JSDPA_GEN_DTYPE_FP32 && !v->tf32 && v->arch.sm >= 90;
+  const bool kv_split = v->dtype == JSDPA_GEN_DTYPE_FP32 && !v->tf32 && v->arch.sm >= 90 &&
+                        v->head_dim <= 256 && v->head_dim_v <= 256;
   const int64_t planes = t->stages + (kv_split ? 1 : 0);
   return t->block_m * (qrow > vrow ? qrow : vrow) + planes * t->block_n * (qrow + vrow) + p;
 }

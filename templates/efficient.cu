@@ -121,8 +121,10 @@ constexpr int SMEM_P = WIDE ? BM * PROW + 2 * GROUPS * BM * 4 : 0;
  * that closed Q K(j - 1); V(j)'s likewise around P V(j). The price: K and V
  * are read twice from shared memory, and the planes need shared memory that
  * sm_80/86/89 (164/100 KiB per SM) would pay for with half the resident
- * warps: sm_90 only. */
-constexpr bool KV_SPLIT = F32 && PASSES == 3 && JSDPA_ARCH >= 90;
+ * warps: sm_90 only, and head dims up to 256 (past that even a 32x32 tile
+ * with the planes exceeds a block's 227 KiB: fp32 d512 fell to the math
+ * backend on an H100). gen/variant.c's jsdpa_gen_smem_bytes mirrors this. */
+constexpr bool KV_SPLIT = F32 && PASSES == 3 && JSDPA_ARCH >= 90 && D <= 256 && DV <= 256;
 constexpr int SMEM_KS = KV_SPLIT ? SMEM_K : 0;
 constexpr int SMEM_VS = KV_SPLIT ? SMEM_V : 0;
 constexpr int SMEM_BYTES = SMEM_Q + STAGES * (SMEM_K + SMEM_V) + SMEM_P + SMEM_KS + SMEM_VS;
