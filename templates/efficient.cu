@@ -187,9 +187,6 @@ __device__ __forceinline__ void mma_step(float (&c)[4], const u32 (&a)[4], const
  * short and adds them up with ordinary round-to-nearest FADDs:
  *  - Q K^T: the small cross terms go to their own accumulator (their
  *    truncation is relative to their own tiny size), added to S at the end;
- *    at 16 k steps (d 121..128) the big products are dealt round-robin
- *    over four accumulators (k step ks into number ks % 4), so each
- *    truncating chain is a quarter as long and sums to about a quarter of S;
  *  - P V: one output column tile at a time, every key of the tile into a
  *    fresh partial (3 * BN / 8 products), added to O once per key tile.
  * (CUTLASS's multistage mainloop does the same for its fast-fp32 operator: a
@@ -427,21 +424,6 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
     constexpr bool SPLIT_ACC = F32 && PASSES == 3; /* see mma_split */
     constexpr int SLM = SPLIT_ACC ? MT : 1, SLN = SPLIT_ACC ? NT : 1;
     float s[MT][NT][4], sl[SLM][SLN][4];
-    /* From d 128 on the scores dominate the fp32 error of long sequences: a
-     * row's output follows its few largest scores, the largest sums, whose
-     * 16 truncating k-step additions each lose up to an ulp of the running
-     * sum, always towards zero (an emulation of the truncation put the
-     * score chain at 2-3x the error of P V at 4096 keys; see mma_split).
-     * Three more big accumulators of MT * NT * 4 registers each, only at 16
-     * k steps and where a warp holds one 16 x 32 score block (ptxas, sm_90
-     * d128 default tile: 218 -> 236 registers, 0 spills); larger blocks and
-     * d 256 / 512 (whose smallest tiles spill already) spilled more with
-     * them. */
-    constexpr bool SPLIT_K = SPLIT_ACC && KS == 16 && MT * NT <= 4;
-    constexpr int KACC = SPLIT_K ? 4 : 1;
-    constexpr int SKM = SPLIT_K ? MT : 1, SKN = SPLIT_K ? NT : 1;
-    constexpr int SOX = SPLIT_K ? KACC - 1 : 1;
-    float so[SOX][SKM][SKN][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -450,13 +432,6 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
     for (int mt = 0; mt < SLM; ++mt)
 #pragma unroll
       for (int n = 0; n < SLN; ++n) sl[mt][n][0] = sl[mt][n][1] = sl[mt][n][2] = sl[mt][n][3] = 0.f;
-#pragma unroll
-    for (int mt = 0; mt < SKM; ++mt)
-#pragma unroll
-      for (int n = 0; n < SKN; ++n)
-#pragma unroll
-        for (int x = 0; x < SOX; ++x)
-          so[x][mt][n][0] = so[x][mt][n][1] = so[x][mt][n][2] = so[x][mt][n][3] = 0.f;
     const u32 kbase = s_k + slot * SMEM_K + k_off, ksbase = s_ks + k_off;
 #pragma unroll
     for (int ks = 0; ks < KS; ++ks) {
@@ -486,16 +461,10 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
           if (SPLIT_ACC) {
-            /* k step ks goes to s (ks % KACC == 0) or so[ks % KACC - 1] */
-            const bool other = ks % KACC != 0;
-            const int x = other ? ks % KACC - 1 : 0;
-            const int km = SPLIT_K ? mt : 0, kn = SPLIT_K ? 2 * np : 0;
-            mma_split(other ? so[x][km][kn] : s[mt][2 * np],
-                      sl[SPLIT_ACC ? mt : 0][SPLIT_ACC ? 2 * np : 0], a[mt], as[mt], b[0], b[1],
-                      bs[0], bs[1]);
-            mma_split(other ? so[x][km][SPLIT_K ? kn + 1 : 0] : s[mt][2 * np + 1],
-                      sl[SPLIT_ACC ? mt : 0][SPLIT_ACC ? 2 * np + 1 : 0], a[mt], as[mt], b[2], b[3],
-                      bs[2], bs[3]);
+            mma_split(s[mt][2 * np], sl[SPLIT_ACC ? mt : 0][SPLIT_ACC ? 2 * np : 0], a[mt], as[mt],
+                      b[0], b[1], bs[0], bs[1]);
+            mma_split(s[mt][2 * np + 1], sl[SPLIT_ACC ? mt : 0][SPLIT_ACC ? 2 * np + 1 : 0], a[mt],
+                      as[mt], b[2], b[3], bs[2], bs[3]);
           } else {
             mma_step(s[mt][2 * np], a[mt], as[mt], b[0], b[1], bs[0], bs[1]);
             mma_step(s[mt][2 * np + 1], a[mt], as[mt], b[2], b[3], bs[2], bs[3]);
@@ -509,13 +478,7 @@ __device__ __forceinline__ void attend(const jsdpa_params_t& p, int batch, int m
 #pragma unroll
         for (int n = 0; n < NT; ++n)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int km = SPLIT_K ? mt : 0, kn = SPLIT_K ? n : 0;
-            if (SPLIT_K)
-              s[mt][n][e] = (s[mt][n][e] + so[0][km][kn][e]) +
-                            (so[1 % SOX][km][kn][e] + so[2 % SOX][km][kn][e]);
-            s[mt][n][e] += sl[SPLIT_ACC ? mt : 0][SPLIT_ACC ? n : 0][e];
-          }
+          for (int e = 0; e < 4; ++e) s[mt][n][e] += sl[SPLIT_ACC ? mt : 0][SPLIT_ACC ? n : 0][e];
     }
 
     if (softcap) {
