@@ -8,12 +8,7 @@
 #   BASE=xp-base TESTS="gpu/test_flash_sm90" CELLS="bf16:64:32 bf16:128:16" bench/dev/ab_probe.sh
 # (TESTS: a ctest -R regex, run in build-dev with -j 4.)
 set -uo pipefail
-source "$(dirname "$0")/../../test/gpu/device_env.sh"
-BASE=${BASE:-xp-base}
-ln -sfn "$PWD/$CARRY" "$BASE/$CARRY"
-(OUT=$OUT/base "$BASE/test/gpu/device_validate.sh" build >/dev/null 2>&1) ||
-  { echo "base build failed"; tail -20 "$OUT/base/build.log"; exit 1; }
-echo "builds: $((SECONDS - t0)) s"
+source "$(dirname "$0")/ab_env.sh"
 if [ -n "${TESTS:-}" ]; then
   (cd $B && timeout 300 ctest -R "$TESTS" -j 4 --timeout 280 --output-on-failure) >"$OUT/ctest.log" 2>&1
   echo "ctest -R '$TESTS': exit $? ($(grep -E 'tests passed|tests failed' "$OUT/ctest.log"))"

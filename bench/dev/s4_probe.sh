@@ -10,12 +10,7 @@
 #     mixed, base default against the new default and candidate tiles.
 # Logs and the table go to $OUT.
 set -uo pipefail
-source "$(dirname "$0")/../../test/gpu/device_env.sh"
-BASE=${BASE:-xp-base}
-ln -sfn "$PWD/$CARRY" "$BASE/$CARRY"
-(OUT=$OUT/base "$BASE/test/gpu/device_validate.sh" build >/dev/null 2>&1) ||
-  { echo "base build failed"; tail -20 "$OUT/base/build.log"; exit 1; }
-echo "builds: $((SECONDS - t0)) s"
+source "$(dirname "$0")/ab_env.sh"
 (cd $B && timeout 240 ctest -R "gpu/test_flash_sm90$|gpu/test_efficient" -j 2 --timeout 230 \
   --output-on-failure >"$OUT/ctest.log" 2>&1; echo "ctest sm90+efficient: exit $? ($(grep -E 'tests passed|tests failed' "$OUT/ctest.log"))") &
 (JSDPA_FLASH_SM90=1 JSDPA_SM90_TILE=m192n96w16s2 timeout 240 $B/test/gpu_test_flash >"$OUT/t_n96.log" 2>&1;
