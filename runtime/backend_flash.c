@@ -98,11 +98,14 @@ jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_
     if (call->head_dim <= 64)
       v.tile = (jsdpa_gen_tile_t){192, 128, JSDPA_GEN_FLASH_SM90_WARPS_3WG, 2};
     /* For measurements: JSDPA_SM90_TILE=m192n64w16s2 (any valid Hopper tile)
-     * replaces the choice above where the generator accepts it for the call. */
+     * replaces the choice above where the generator accepts it for the call
+     * and its shared memory fits this GPU (else a forced tile too large for
+     * some head dim would send those calls to another backend). */
     const char* forced = getenv("JSDPA_SM90_TILE");
     jsdpa_gen_variant_t f = v;
+    char too_big[JSDPA_REASON_CAPACITY];
     if (forced && jsdpa_gen_parse_tile(forced, &f.tile) && jsdpa_gen_is_flash_sm90(&f) &&
-        jsdpa_gen_variant_check(&f, NULL, 0))
+        jsdpa_gen_variant_check(&f, NULL, 0) && jsdpa_tiled_fits(ctx, &f, too_big, sizeof(too_big)))
       v.tile = f.tile;
     return v;
   }
