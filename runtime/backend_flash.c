@@ -103,9 +103,8 @@ jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_
      * some head dim would send those calls to another backend). */
     const char* forced = getenv("JSDPA_SM90_TILE");
     jsdpa_gen_variant_t f = v;
-    char too_big[JSDPA_REASON_CAPACITY];
     if (forced && jsdpa_gen_parse_tile(forced, &f.tile) && jsdpa_gen_is_flash_sm90(&f) &&
-        jsdpa_gen_variant_check(&f, NULL, 0) && jsdpa_tiled_fits(ctx, &f, too_big, sizeof(too_big)))
+        jsdpa_gen_variant_check(&f, NULL, 0) && jsdpa_tiled_fits(ctx, &f, NULL, 0))
       v.tile = f.tile;
     return v;
   }

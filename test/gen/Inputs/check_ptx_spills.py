@@ -47,5 +47,5 @@ with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as p
     bad = [b for b in pool.map(check, kernels) if b]
 for b in bad:
     print(b)
-print("%d kernels assembled, %d with a stack frame or spills" % (len(kernels), len(bad)))
+print("%d kernels assembled, %d with a stack frame, spills or serialized wgmma" % (len(kernels), len(bad)))
 sys.exit(1 if bad else 0)
