@@ -118,7 +118,7 @@ static const jsdpa_gen_family_limits_t family_limits[JSDPA_GEN_FAMILY_COUNT] = {
                                     80,
                                     {32, 64, 128},
                                     {32, 64, 128},
-                                    {2, 4, 8},
+                                    {2, 4, 8, JSDPA_GEN_FLASH_SM90_WARPS},
                                     {1, 2},
                                     false},
     [JSDPA_GEN_FAMILY_MATH] = {"math.cu",
@@ -242,11 +242,16 @@ int64_t jsdpa_gen_work_slices(const jsdpa_gen_variant_t* v) {
  * KV_SPLIT). */
 int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* v) {
   const jsdpa_gen_tile_t* t = &v->tile;
-  /* flash_sm90.cu: 128-byte rows (head dim padded to 64) plus 1 KiB to align them. */
-  if (jsdpa_gen_is_flash_sm90(v)) {
-    const int64_t row = (v->head_dim + 63) / 64 * 64 * 2, q = t->block_m * row;
+  /* flash_sm90.cu: 128-byte rows (head dim padded to 64; wide, the efficient
+   * family's, to 128) plus 1 KiB to align them; wide adds the two warpgroups'
+   * partial scores (64 x block_n fp32 each). */
+  if (jsdpa_gen_uses_flash_sm90(v)) {
+    const bool wide = v->family == JSDPA_GEN_FAMILY_EFFICIENT;
+    const int64_t pad = wide ? 128 : 64;
+    const int64_t row = (v->head_dim + pad - 1) / pad * pad * 2, q = t->block_m * row;
     const int64_t kv = 2 * (int64_t)t->stages * t->block_n * row + 1024;
-    return (2 * q + kv <= 227 * 1024 ? 2 : 1) * q + kv; /* Q double-buffered where it fits */
+    const int64_t x = wide ? 2 * 64 * (int64_t)t->block_n * 4 : 0;
+    return (2 * q + kv + x <= 227 * 1024 ? 2 : 1) * q + kv + x; /* Q double-buffered if it fits */
   }
   if (v->family == JSDPA_GEN_FAMILY_FLASH) {
     const int64_t pitch = (v->head_dim + 15) / 16 * 16 + 8;
@@ -278,7 +283,9 @@ jsdpa_gen_variant_t jsdpa_gen_variant_make(jsdpa_gen_family_t family, jsdpa_gen_
   return v;
 }
 
-bool jsdpa_gen_is_flash_sm90(const jsdpa_gen_variant_t* variant) {
+bool jsdpa_gen_uses_flash_sm90(const jsdpa_gen_variant_t* variant) {
+  if (variant->family == JSDPA_GEN_FAMILY_EFFICIENT)
+    return variant->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS;
   return variant->family == JSDPA_GEN_FAMILY_FLASH &&
          (variant->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS ||
           variant->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_3WG);
@@ -286,7 +293,7 @@ bool jsdpa_gen_is_flash_sm90(const jsdpa_gen_variant_t* variant) {
 
 const char* jsdpa_gen_template_name(const jsdpa_gen_variant_t* variant) {
   if ((unsigned)variant->family >= JSDPA_GEN_FAMILY_COUNT) return NULL;
-  if (jsdpa_gen_is_flash_sm90(variant)) return "flash_sm90.cu";
+  if (jsdpa_gen_uses_flash_sm90(variant)) return "flash_sm90.cu";
   return family_limits[variant->family].template_name;
 }
 
@@ -422,19 +429,45 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
   /* The Hopper template: a producer warpgroup, 64 query rows per consumer
    * warpgroup, wgmma n = block_n; three consumer warpgroups (160 registers
    * each) hold a 64-column output at most (ptxas spills at 128). */
-  const bool sm90 = jsdpa_gen_is_flash_sm90(v);
-  const int sm90_rows = (v->tile.warps / 4 - 1) * 64;
+  /* The efficient family's 12-warp tiles run the same template wide: two
+   * consumer warpgroups share 64 query rows and split the head dim. */
+  const bool sm90 = jsdpa_gen_uses_flash_sm90(v);
+  const bool wide = sm90 && v->family == JSDPA_GEN_FAMILY_EFFICIENT;
+  const int sm90_rows = wide ? 64 : (v->tile.warps / 4 - 1) * 64;
   if (sm90 && (v->arch.sm != 90 || !v->arch.arch_specific))
-    PROBLEM(FIELD_ARCH, "flash tiles of %d warps (the wgmma template) need sm_90a, got %s",
+    PROBLEM(FIELD_ARCH, "%s tiles of %d warps (the wgmma template) need sm_90a, got %s", fam,
             v->tile.warps, jsdpa_gen_arch_name(v->arch, arch, sizeof(arch)));
   if (sm90 && allowed(lim->block_m, v->tile.block_m) && v->tile.block_m != sm90_rows)
-    PROBLEM(FIELD_BLOCK_M, "flash tiles of %d warps (the wgmma template) need block_m %d, got %d",
-            v->tile.warps, sm90_rows, v->tile.block_m);
-  if (sm90 && allowed(lim->block_n, v->tile.block_n) && v->tile.block_n != 64 &&
+    PROBLEM(FIELD_BLOCK_M, "%s tiles of %d warps (the wgmma template) need block_m %d, got %d",
+            fam, v->tile.warps, sm90_rows, v->tile.block_m);
+  if (sm90 && !wide && allowed(lim->block_n, v->tile.block_n) && v->tile.block_n != 64 &&
       v->tile.block_n != 128)
     PROBLEM(FIELD_BLOCK_N,
             "flash tiles of %d warps (the wgmma template) need block_n 64 or 128, got %d",
             v->tile.warps, v->tile.block_n);
+  if (wide && allowed(lim->block_n, v->tile.block_n) && v->tile.block_n != 64)
+    PROBLEM(FIELD_BLOCK_N, "efficient tiles of %d warps (the wgmma template) need block_n 64, got %d",
+            v->tile.warps, v->tile.block_n);
+  if (wide && allowed(lim->stages, v->tile.stages) && v->tile.stages != 1)
+    PROBLEM(FIELD_STAGES,
+            "efficient tiles of %d warps (the wgmma template) need stages 1 (one K and one V "
+            "buffer of up to 64 KiB each), got %d",
+            v->tile.warps, v->tile.stages);
+  if (wide && (unsigned)v->dtype < JSDPA_GEN_DTYPE_COUNT && v->dtype == JSDPA_GEN_DTYPE_FP32)
+    PROBLEM(FIELD_DTYPE, "efficient tiles of %d warps (the wgmma template) take fp16 and bf16, not fp32",
+            v->tile.warps);
+  /* At most one problem per field (the callers' arrays): these only where the
+   * family's range checks above passed. */
+  if (wide && d_ok && v->head_dim > 512)
+    PROBLEM(FIELD_HEAD_DIM,
+            "efficient tiles of %d warps (the wgmma template) take head dims up to 512, got %d",
+            v->tile.warps, v->head_dim);
+  if (wide && d_ok && v->head_dim <= 512 && v->head_dim_v != v->head_dim &&
+      v->head_dim_v >= lim->head_dim_min && v->head_dim_v <= lim->head_dim_max)
+    PROBLEM(FIELD_HEAD_DIM_V,
+            "efficient tiles of %d warps (the wgmma template) need head_dim_v == head_dim; "
+            "head_dim_v %d != head_dim %d",
+            v->tile.warps, v->head_dim_v, v->head_dim);
   if (sm90 && v->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_3WG && v->head_dim > 64)
     PROBLEM(FIELD_WARPS,
             "flash tiles of %d warps (three consumer warpgroups, 160 registers each) take head "

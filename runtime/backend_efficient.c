@@ -6,12 +6,49 @@
  * flash, so math runs only what neither can (misaligned rows, scale <= 0, an
  * arch before sm_80, fp64).
  *
+ * On sm_90a, fp16/bf16 calls with equal head dims past 256 (up to 512) run
+ * the Hopper template wide instead (templates/flash_sm90.cu: wgmma and TMA,
+ * two consumer warpgroups splitting the head dim of one 64-row tile);
+ * JSDPA_EFFICIENT_SM80=1 keeps efficient.cu.
+ *
  * Launch: the persistent grid of the flash backend (backend_tiled.c); a unit
  * is (output slice, work item, head), so units = work items x heads x slices. */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
+#include "tuning.h"
+
+/* Whether the call runs the Hopper template wide; *why says why not. */
+static bool efficient_sm90_usable(const jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
+                                  size_t capacity) {
+  if (!jsdpa_sm90_available(ctx, why, capacity)) return false;
+  const char* keep = getenv("JSDPA_EFFICIENT_SM80");
+  if (keep && !strcmp(keep, "1")) {
+    snprintf(why, capacity, "JSDPA_EFFICIENT_SM80=1 keeps templates/efficient.cu");
+    return false;
+  }
+  if (call->q.dtype != JSDPA_DTYPE_FP16 && call->q.dtype != JSDPA_DTYPE_BF16) {
+    snprintf(why, capacity, "dtype %s: the wgmma template takes fp16 and bf16",
+             jsdpa_dtype_name(call->q.dtype));
+    return false;
+  }
+  if (call->head_dim != call->head_dim_v || call->head_dim <= 256 || call->head_dim > 512) {
+    snprintf(why, capacity,
+             "head_dim %lld / head_dim_v %lld: the wide wgmma template takes equal dims in "
+             "257..512",
+             (long long)call->head_dim, (long long)call->head_dim_v);
+    return false;
+  }
+  /* jsdpa-tune times the tiles of its forced table. */
+  if (ctx->tuning && !jsdpa_tuning_database(ctx->tuning)) {
+    snprintf(why, capacity, "a forced tuning table (jsdpa-tune) times efficient.cu tiles");
+    return false;
+  }
+  return true;
+}
 
 static jsdpa_gen_variant_t efficient_variant(const jsdpa_context_t* ctx, const jsdpa_call_t* call,
                                              bool* out_tuned) {
@@ -19,6 +56,17 @@ static jsdpa_gen_variant_t efficient_variant(const jsdpa_context_t* ctx, const j
       JSDPA_GEN_FAMILY_EFFICIENT, ctx->arch, jsdpa_gen_dtype_of(call->q.dtype), (int)call->head_dim,
       (int)call->head_dim_v, call->options.is_causal);
   v.tf32 = call->q.dtype == JSDPA_DTYPE_FP32 && call->options.precision == JSDPA_PRECISION_TF32;
+  char why[JSDPA_REASON_CAPACITY];
+  if (efficient_sm90_usable(ctx, call, why, sizeof(why))) {
+    /* 64 query rows, 64 keys, one K and one V buffer: at d512 that is 225
+     * KiB of the 227 a block may have (jsdpa_gen_smem_bytes). */
+    jsdpa_gen_variant_t w = v;
+    w.tile = (jsdpa_gen_tile_t){64, 64, JSDPA_GEN_FLASH_SM90_WARPS, 1};
+    if (jsdpa_gen_variant_check(&w, NULL, 0) && jsdpa_tiled_fits(ctx, &w, NULL, 0)) {
+      if (out_tuned) *out_tuned = false;
+      return w;
+    }
+  }
   return jsdpa_tiled_tuned(ctx, call, v, out_tuned);
 }
 
@@ -61,6 +109,8 @@ static bool efficient_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, ch
 
 static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
                              const jsdpa_kernel_t* kernel, jsdpa_params_t* params) {
+  if (jsdpa_gen_uses_flash_sm90(&kernel->variant))
+    return jsdpa_sm90_launch(ctx, call, kernel, params, (int64_t)params->max_work * call->heads);
   return jsdpa_tiled_launch(
       ctx, call, kernel, params,
       (int64_t)params->max_work * call->heads * jsdpa_gen_work_slices(&kernel->variant));
@@ -69,10 +119,12 @@ static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
 static jsdpa_status_t efficient_run(jsdpa_context_t* ctx, const jsdpa_call_t* call) {
   bool tuned = false;
   jsdpa_gen_variant_t variant = efficient_variant(ctx, call, &tuned);
-  jsdpa_log(ctx, 1, "efficient: tile m%dn%dw%ds%d (%s), %lld unit(s) per query tile%s",
+  jsdpa_log(ctx, 1, "efficient: tile m%dn%dw%ds%d (%s), %lld unit(s) per query tile%s, %s",
             variant.tile.block_m, variant.tile.block_n, variant.tile.warps, variant.tile.stages,
             tuned ? "tuned" : "family default", (long long)jsdpa_gen_work_slices(&variant),
-            variant.tf32 ? ", TF32 (opted in)" : "");
+            variant.tf32 ? ", TF32 (opted in)" : "",
+            jsdpa_gen_uses_flash_sm90(&variant) ? "templates/flash_sm90.cu (wide)"
+                                                : "templates/efficient.cu");
   return jsdpa_tiled_run(ctx, call, &variant, launch);
 }
 

@@ -40,18 +40,23 @@ static bool env_is_1(const char* name) {
 
 /* Whether the Hopper template runs this call; *why says why not. Callers have
  * checked what both templates need (dtype, head dims, 16-byte aligned rows). */
-static bool flash_sm90_usable(const jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
-                              size_t capacity) {
+bool jsdpa_sm90_available(const jsdpa_context_t* ctx, char* why, size_t capacity) {
   if (ctx->arch.sm != 90 || !ctx->arch.arch_specific) {
     snprintf(why, capacity, "the wgmma template needs sm_90a; this GPU is sm_%d", ctx->arch.sm);
     return false;
   }
-  if (env_is_1("JSDPA_FLASH_SM80")) {
-    snprintf(why, capacity, "JSDPA_FLASH_SM80=1 keeps the sm80 template");
-    return false;
-  }
   if (!ctx->cu || !ctx->cu->cuTensorMapEncodeTiled) {
     snprintf(why, capacity, "the driver has no cuTensorMapEncodeTiled (TMA tensor maps)");
+    return false;
+  }
+  return true;
+}
+
+static bool flash_sm90_usable(const jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
+                              size_t capacity) {
+  if (!jsdpa_sm90_available(ctx, why, capacity)) return false;
+  if (env_is_1("JSDPA_FLASH_SM80")) {
+    snprintf(why, capacity, "JSDPA_FLASH_SM80=1 keeps the sm80 template");
     return false;
   }
   if (call->head_dim != call->head_dim_v || call->head_dim > 256) {
@@ -103,7 +108,7 @@ jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_
      * some head dim would send those calls to another backend). */
     const char* forced = getenv("JSDPA_SM90_TILE");
     jsdpa_gen_variant_t f = v;
-    if (forced && jsdpa_gen_parse_tile(forced, &f.tile) && jsdpa_gen_is_flash_sm90(&f) &&
+    if (forced && jsdpa_gen_parse_tile(forced, &f.tile) && jsdpa_gen_uses_flash_sm90(&f) &&
         jsdpa_gen_variant_check(&f, NULL, 0) && jsdpa_tiled_fits(ctx, &f, NULL, 0))
       v.tile = f.tile;
     return v;
@@ -179,13 +184,9 @@ static jsdpa_status_t encode_map(jsdpa_context_t* ctx, CUtensorMap* map, const j
   return NULL;
 }
 
-/* The sm80 template takes the parameter block; the Hopper one also the
- * tensor maps of Q, K and V. */
-static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
-                             const jsdpa_kernel_t* kernel, jsdpa_params_t* params) {
-  const int64_t units = (int64_t)params->max_work * call->heads;
-  if (!jsdpa_gen_is_flash_sm90(&kernel->variant))
-    return jsdpa_tiled_launch(ctx, call, kernel, params, units);
+jsdpa_status_t jsdpa_sm90_launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                                 const jsdpa_kernel_t* kernel, const jsdpa_params_t* params,
+                                 int64_t units) {
   flash_sm90_params_t sm90;
   sm90.p = *params;
   /* Ping-pong between the consumer warpgroups: built and tested, but it
@@ -198,6 +199,16 @@ static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
   JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.k_rows, &call->k, JSDPA_GEN_FLASH_SM90_CHUNK));
   JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.v_rows, &call->v, JSDPA_GEN_FLASH_SM90_CHUNK));
   return jsdpa_tiled_launch(ctx, call, kernel, &sm90, units);
+}
+
+/* The sm80 template takes the parameter block; the Hopper one also the
+ * tensor maps of Q, K and V. */
+static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                             const jsdpa_kernel_t* kernel, jsdpa_params_t* params) {
+  const int64_t units = (int64_t)params->max_work * call->heads;
+  if (!jsdpa_gen_uses_flash_sm90(&kernel->variant))
+    return jsdpa_tiled_launch(ctx, call, kernel, params, units);
+  return jsdpa_sm90_launch(ctx, call, kernel, params, units);
 }
 
 static jsdpa_status_t flash_run(jsdpa_context_t* ctx, const jsdpa_call_t* call) {

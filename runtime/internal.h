@@ -223,6 +223,16 @@ typedef jsdpa_status_t (*jsdpa_tiled_launch_fn)(jsdpa_context_t* ctx, const jsdp
 JSDPA_MUST_USE jsdpa_status_t jsdpa_tiled_run(jsdpa_context_t* ctx, const jsdpa_call_t* call,
                                               const jsdpa_gen_variant_t* variant,
                                               jsdpa_tiled_launch_fn launch);
+
+/* backend_flash.c: the Hopper template (templates/flash_sm90.cu), which the
+ * flash family and the efficient family's wide tiles share. Whether this GPU
+ * and driver can run it (sm_90a, TMA tensor maps), and its launch: the
+ * parameters plus the tensor maps of Q, K and V. */
+bool jsdpa_sm90_available(const jsdpa_context_t* ctx, char* why, size_t capacity);
+JSDPA_MUST_USE jsdpa_status_t jsdpa_sm90_launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
+                                                const jsdpa_kernel_t* kernel,
+                                                const jsdpa_params_t* params, int64_t units);
+
 /* Maps the API dtype to the generator's. */
 jsdpa_gen_dtype_t jsdpa_gen_dtype_of(jsdpa_dtype_t dtype);
 

@@ -38,8 +38,8 @@
  * that need masking come first; a row that sees no key gets zeros and LSE -inf.
  */
 
-#if !defined(JSDPA_FAMILY_FLASH)
-#error "flash_sm90.cu is instantiated by the generator (JSDPA_FAMILY_FLASH missing)"
+#if !defined(JSDPA_FAMILY_FLASH) && !defined(JSDPA_FAMILY_EFFICIENT)
+#error "flash_sm90.cu is instantiated by the generator (JSDPA_FAMILY_FLASH or _EFFICIENT missing)"
 #endif
 #if !defined(JSDPA_DTYPE_BF16) && !defined(JSDPA_DTYPE_FP16)
 #error "flash_sm90.cu supports fp16 and bf16 only"
@@ -76,10 +76,26 @@ namespace jsdpa_sm90 {
 using namespace jsdpa_tc; /* mma.cuh: smem_u32, pack2, exp2/log2/tanh */
 typedef unsigned long long u64;
 
+/* Wide mode (the efficient family's head dims 257..512): the output of one
+ * 64-row tile no longer fits a warpgroup's registers (64 x 512 fp32 is 256
+ * per thread), so the two consumer warpgroups share the same 64 query rows
+ * and split the head dim instead. Each computes the partial S of its half of
+ * the head dim, they add the halves through shared memory (both then hold
+ * the whole S and run the same softmax), and each multiplies P by its half
+ * of V's columns. The idea is the one of efficient.cu's wide mode (output
+ * slices as warp groups of one block), here with wgmma operands. */
+#if defined(JSDPA_FAMILY_EFFICIENT)
+constexpr bool WIDE = true;
+#else
+constexpr bool WIDE = false;
+#endif
 constexpr int D = JSDPA_HEAD_DIM;
-constexpr int DP = (D + 63) / 64 * 64;   /* padded head dim: whole 128-byte rows */
+/* Padded head dim: whole 128-byte rows; wide: an even number of them. */
+constexpr int DP = WIDE ? (D + 127) / 128 * 128 : (D + 63) / 64 * 64;
 constexpr int CB = DP / 64;              /* 64-column blocks (one TMA box each) */
-constexpr int NWG = JSDPA_WARPS / 4 - 1; /* consumer warpgroups, 64 query rows each */
+constexpr int NWG = JSDPA_WARPS / 4 - 1; /* consumer warpgroups, 64 query rows each (wide: shared) */
+constexpr int DO = WIDE ? DP / 2 : DP;   /* output columns per consumer warpgroup */
+constexpr int KS_WG = WIDE ? DP / 32 : DP / 16; /* k16 steps of S per warpgroup */
 constexpr int BM = JSDPA_BLOCK_M;
 constexpr int BN = JSDPA_BLOCK_N;
 constexpr int STAGES = JSDPA_STAGES;
@@ -89,12 +105,14 @@ constexpr int KV_BYTES = BN * DP * 2; /* one K or one V buffer */
 /* Swizzled operands must start on 1024-byte boundaries (the 8-row swizzle
  * atom); dynamic shared memory is aligned by hand, hence the slack. */
 constexpr int KV_SMEM = 2 * STAGES * KV_BYTES + 1024;
+/* Wide: each warpgroup's partial S (64 x BN fp32) for the other to add. */
+constexpr int X_BYTES = WIDE ? 2 * 64 * BN * 4 : 0;
 /* Two Q buffers where they fit (227 KiB per block), so the producer loads the
  * next unit's Q while the consumers still read this one's: short sequences
  * take one or two key tiles per unit, and the Q load would otherwise be
  * exposed once per unit. */
-constexpr int Q_STAGES = 2 * Q_BYTES + KV_SMEM <= 227 * 1024 ? 2 : 1;
-constexpr int SMEM_BYTES = Q_STAGES * Q_BYTES + KV_SMEM;
+constexpr int Q_STAGES = 2 * Q_BYTES + KV_SMEM + X_BYTES <= 227 * 1024 ? 2 : 1;
+constexpr int SMEM_BYTES = Q_STAGES * Q_BYTES + KV_SMEM + X_BYTES;
 /* Registers per thread after setmaxnreg: two consumer warpgroups get 232, three
  * (FlashAttention-3's shape for head dim 64: more warps per scheduler to hide
  * the softmax's latency) 160, the producer what is left. */
@@ -105,7 +123,7 @@ constexpr int CONSUMER_REGS = NWG == 2 ? 232 : 160;
  * without spills up to 160 of them in 232 registers (d128 x 128 keys; d256 x
  * 64 keys spilled 76 bytes) and up to 80 in 160 (d64 x 64 keys; x 128 keys
  * spilled 112 bytes). */
-constexpr bool OVERLAP = BN / 2 + BN / 4 + DP / 2 <= (NWG == 2 ? 160 : 80);
+constexpr bool OVERLAP = !WIDE && BN / 2 + BN / 4 + DP / 2 <= (NWG == 2 ? 160 : 80);
 /* A tile a sequence ends in is loaded in CHUNK-row boxes: the chunks that
  * hold its rows, and zeros (a box wholly out of the tensor's bounds, which
  * TMA fills without reading memory) for the rest. Whole-tile boxes read the
@@ -117,10 +135,13 @@ static_assert(CHUNK * 8 == 128, "flash_sm90: the V tail clear maps a warpgroup o
 
 static_assert(JSDPA_HEAD_DIM_V == JSDPA_HEAD_DIM,
               "flash_sm90: v head dim must equal the qk head dim");
-static_assert(D >= 1 && D <= 256, "flash_sm90: head dim must be in 1..256");
+static_assert(D >= 1 && D <= (WIDE ? 512 : 256),
+              "flash_sm90: head dim must be in 1..256 (wide, the efficient family: 1..512)");
+static_assert(!WIDE || (NWG == 2 && BM == 64 && BN == 64 && DO <= 256),
+              "flash_sm90 wide: two consumer warpgroups on one 64 x 64 tile, <= 256 columns each");
 static_assert(JSDPA_WARPS == 12 || JSDPA_WARPS == 16,
               "flash_sm90: a producer and two or three consumer warpgroups (12 or 16 warps)");
-static_assert(BM == 64 * NWG, "flash_sm90: block_m is 64 rows per consumer warpgroup");
+static_assert(BM == (WIDE ? 64 : 64 * NWG), "flash_sm90: block_m is 64 rows per consumer warpgroup");
 static_assert(NWG == 2 || DP <= 64, "flash_sm90: three consumer warpgroups up to head dim 64");
 static_assert(BN == 64 || BN == 128, "flash_sm90: block_n is 64 or 128");
 static_assert(STAGES >= 1 && STAGES <= 4, "flash_sm90: stages must be 1..4");
@@ -341,6 +362,45 @@ __device__ __forceinline__ void turn_pass(int wg) {
   asm volatile("bar.arrive %0, 256;\n" ::"r"(6 - wg) : "memory");
 }
 
+/* Wide mode: the two consumer warpgroups add their partial scores (each over
+ * half of the head dim) through shared memory, X[g] being warpgroup g's. A
+ * thread stores its BN / 2 accumulators as float4s at (i * 128 + thread) * 16
+ * (conflict-free), and the thread of the same index in the other warpgroup
+ * holds the same rows and columns, so it reads exactly those. Barriers:
+ *  - 3 (256 threads): both partials are written, either may be read;
+ *  - 7 + g (128 threads sync, 128 arrive): warpgroup 1 - g has read X[g], so g
+ *    may overwrite it with the next tile's partial. Each warpgroup arrives
+ *    once up front (X starts free), so arrivals and syncs alternate.
+ * Floating-point addition is commutative: both warpgroups get the same sum,
+ * hence the same maxima, P and row sums. */
+__device__ __forceinline__ void x_free_pass(int wg) {
+  asm volatile("bar.arrive %0, 256;\n" ::"r"(8 - wg) : "memory");
+}
+__device__ __forceinline__ void exchange_s(float (&sc)[BN / 2], u32 s_x, int wg) {
+  const u32 tid = threadIdx.x & 127;
+  const u32 mine = s_x + wg * (X_BYTES / 2) + tid * 16;
+  const u32 other = s_x + (1 - wg) * (X_BYTES / 2) + tid * 16;
+  asm volatile("bar.sync %0, 256;\n" ::"r"(7 + wg) : "memory");
+#pragma unroll
+  for (int i = 0; i < BN / 8; ++i)
+    asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(mine + i * 128 * 16),
+                 "f"(sc[4 * i]), "f"(sc[4 * i + 1]), "f"(sc[4 * i + 2]), "f"(sc[4 * i + 3])
+                 : "memory");
+  asm volatile("bar.sync 3, 256;\n" ::: "memory");
+  /* Load and add in one statement: loaded separately, all BN / 2 values were
+   * live at once next to O and S, and d512 spilled. */
+#pragma unroll
+  for (int i = 0; i < BN / 8; ++i)
+    asm volatile(
+        "{\n.reg .f32 x0, x1, x2, x3;\n"
+        "ld.shared.v4.f32 {x0, x1, x2, x3}, [%4];\n"
+        "add.f32 %0, %0, x0;\nadd.f32 %1, %1, x1;\nadd.f32 %2, %2, x2;\nadd.f32 %3, %3, x3;\n}\n"
+        : "+f"(sc[4 * i]), "+f"(sc[4 * i + 1]), "+f"(sc[4 * i + 2]), "+f"(sc[4 * i + 3])
+        : "r"(other + i * 128 * 16)
+        : "memory");
+  x_free_pass(wg);
+}
+
 /* What the masking and softmax of one key tile need (per thread). */
 typedef struct tile_ctx_s {
   int row;      /* this thread's first row in its sequence (the other is row + 8) */
@@ -351,10 +411,16 @@ typedef struct tile_ctx_s {
   bool softcap;
 } tile_ctx_t;
 
-/* S = Q K^T over the padded head dim, 16 columns per wgmma (not committed). */
+/* S = Q K^T over the padded head dim (wide: this warpgroup's half; the bases
+ * then point at its first column block), 16 columns per wgmma (not
+ * committed). */
 __device__ __forceinline__ void issue_s(float (&sc)[BN / 2], u32 q_base, u32 k_base) {
+  /* With one K buffer (wide) every descriptor is loop-invariant, and ptxas
+   * kept all 2 x KS_WG of them (64 registers) live across the key loop and
+   * spilled at d512: hide the bases' origin so they are formed at the issue. */
+  if (STAGES == 1) asm volatile("" : "+r"(q_base), "+r"(k_base));
 #pragma unroll
-  for (int ks = 0; ks < DP / 16; ++ks)
+  for (int ks = 0; ks < KS_WG; ++ks)
     gemm<BN>::ss(sc, smem_desc(q_base + (ks / 4) * BM * 128 + (ks % 4) * 32, 16),
                  smem_desc(k_base + (ks / 4) * BN * 128 + (ks % 4) * 32, 16), ks);
 }
@@ -434,14 +500,15 @@ __device__ __forceinline__ void pack_p(const float (&sc)[BN / 2], u32 (&pf)[BN /
 }
 
 __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s_q, u32 s_k,
-                                        u32 s_v, const volatile int* ring) {
+                                        u32 s_v, u32 s_x, const volatile int* ring) {
   const int num_work = p.schedule->num_work;
   const int units = num_work * p.heads;
   auto bar = [&](int i) { return bars + 8 * i; };
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int wg = warp / 4 - 1, wl = warp & 3;   /* consumer warpgroup 0/1, warp within it */
   const int g = lane >> 2, t = lane & 3;        /* accumulator row group / column pair */
-  const int thread_row = wg * 64 + wl * 16 + g; /* this thread's first row in the tile */
+  const int wg_row = WIDE ? 0 : wg * 64;       /* the warpgroup's first row in the tile */
+  const int thread_row = wg_row + wl * 16 + g; /* this thread's first row in the tile */
   const int win_l = p.window_left, win_r = p.window_right;
 
   const bool softcap = p.softcap > 0.f;
@@ -451,6 +518,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
 
   const bool pingpong = NWG == 2 && OVERLAP && (p.flags & JSDPA_FLAG_PINGPONG);
   if (pingpong && wg == 1) turn_pass(wg);
+  if (WIDE) x_free_pass(wg);
   int kv_it = 0, q_it = 0;
   for (int i = 0;; ++i) {
     const int slot = i & 1;
@@ -461,18 +529,20 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
     if (u >= units) return;
     const unit_t w = describe(p, u, num_work);
 
-    float o[DP / 2];
+    float o[DO / 2];
 #pragma unroll
-    for (int e = 0; e < DP / 2; ++e) o[e] = 0.f;
+    for (int e = 0; e < DO / 2; ++e) o[e] = 0.f;
     float row_max[2] = {JSDPA_NEG_INFINITY, JSDPA_NEG_INFINITY}, row_sum[2] = {0.f, 0.f};
 
     if (w.n_tiles > 0) {
       const int qs = q_it % Q_STAGES;
       mbar_wait(bar(BAR_Q_FULL + qs), (q_it / Q_STAGES) & 1);
       ++q_it;
-      const u32 q_base = s_q + qs * Q_BYTES + wg * 64 * 128;
+      /* Wide: this warpgroup's half of the head dim starts at column block wg * CB / 2. */
+      const u32 q_base = s_q + qs * Q_BYTES + wg_row * 128 + (WIDE ? wg * (CB / 2) * BM * 128 : 0);
+      const u32 k_col0 = WIDE ? wg * (CB / 2) * BN * 128 : 0;
       const tile_ctx_t tc = {w.m0 + thread_row,
-                             w.m0 + wg * 64,
+                             w.m0 + wg_row,
                              w.m0 + w.rows - 1,
                              w.lk,
                              w.diag,
@@ -490,7 +560,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
       auto issue_tile_s = [&](int it) {
         mbar_wait(bar(BAR_K_FULL + it % STAGES), (it / STAGES) & 1);
         wgmma_fence();
-        issue_s(sc, q_base, s_k + (it % STAGES) * KV_BYTES);
+        issue_s(sc, q_base, s_k + (it % STAGES) * KV_BYTES + k_col0);
         wgmma_commit();
       };
       /* After S(j) completed: K(j)'s buffer, and Q's after the unit's last tile, are free. */
@@ -506,10 +576,11 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
       auto issue_pv = [&](int it) {
         mbar_wait(bar(BAR_V_FULL + it % STAGES), (it / STAGES) & 1);
         wgmma_fence();
-        const u32 v_base = s_v + (it % STAGES) * KV_BYTES;
+        /* Wide: this warpgroup's output columns are V's column blocks from wg * CB / 2. */
+        const u32 v_base = s_v + (it % STAGES) * KV_BYTES + (WIDE ? wg * (CB / 2) * BN * 128 : 0);
 #pragma unroll
         for (int k = 0; k < BN / 16; ++k)
-          gemm<DP>::rs(o, pf[k], smem_desc(v_base + k * 16 * 128, BN * 128));
+          gemm<DO>::rs(o, pf[k], smem_desc(v_base + k * 16 * 128, BN * 128));
         wgmma_commit();
       };
       /* After P(j) V(j) completed: V(j)'s buffer is free. */
@@ -522,7 +593,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
       /* Applies the softmax's correction to O and moves P(j + 1) in. */
       auto rescale = [&]() {
 #pragma unroll
-        for (int dt = 0; dt < DP / 8; ++dt) {
+        for (int dt = 0; dt < DO / 8; ++dt) {
           o[dt * 4 + 0] *= corr[0];
           o[dt * 4 + 1] *= corr[0];
           o[dt * 4 + 2] *= corr[1];
@@ -543,7 +614,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
        * toward the phase of the buffer's previous use). On ~140-token
        * causal sequences this is a quarter of the tiles. */
       int skip = w.n_tiles;
-      const int wg_first = w.m0 + wg * 64, wg_last = min(wg_first + 63, w.m0 + w.rows - 1);
+      const int wg_first = w.m0 + wg_row, wg_last = min(wg_first + 63, w.m0 + w.rows - 1);
       if (wg_last >= wg_first) {
         const int n_end = keys_end(w.lk, w.diag, win_r, wg_last);
         if (n_end > 0) skip = min(w.n_tiles, w.t_last - (n_end - 1) / BN);
@@ -565,6 +636,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         wgmma_wait<0>();
         fence_regs(sc);
         release_k(kv_it, n_mine == 1);
+        if (WIDE) exchange_s(sc, s_x, wg);
         softmax_tile(sc, row_max, row_sum, corr, tc, t_first * BN);
         pack_p(sc, pf);
         /* The chunk a sequence's last key falls in holds up to CHUNK - 1 rows
@@ -619,6 +691,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
             wgmma_wait<0>();
             fence_regs(sc);
             release_k(kv_it + 1, j + 2 == n_mine);
+            if (WIDE) exchange_s(sc, s_x, wg);
             softmax_tile(sc, row_max, row_sum, corr, tc, n1);
           }
           rescale();
@@ -643,14 +716,14 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
       const int r = thread_row + 8 * h;
       if (r >= w.rows) continue;
       const long long token = w.q_begin + w.m0 + r;
-      if (p.lse != 0 && t == 0)
+      if (p.lse != 0 && t == 0 && (!WIDE || wg == 0))
         p.lse[token * p.heads + w.head] =
             sum > 0.f ? (row_max[h] * mult + log2_approx(sum)) * JSDPA_LN2 : JSDPA_NEG_INFINITY;
       jsdpa_elem_t* dst =
           (jsdpa_elem_t*)p.o + token * p.o_token_stride + (long long)w.head * p.o_head_stride;
 #pragma unroll
-      for (int dt = 0; dt < DP / 8; ++dt) {
-        const int col = dt * 8 + 2 * t;
+      for (int dt = 0; dt < DO / 8; ++dt) {
+        const int col = (WIDE ? wg * DO : 0) + dt * 8 + 2 * t;
         if (col >= D) continue;
         const u32 v = pack2(o[dt * 4 + 2 * h] * inv, o[dt * 4 + 2 * h + 1] * inv);
         if (D % 2 == 0 || col + 1 < D)
@@ -677,6 +750,7 @@ extern "C" __global__ void __launch_bounds__(jsdpa_sm90::THREADS, 1)
   if (a.p.schedule->error) return;
   const u32 base = (smem_u32(jsdpa_sm90_smem) + 1023) & ~1023u;
   const u32 s_q = base, s_k = base + Q_STAGES * Q_BYTES, s_v = s_k + STAGES * KV_BYTES;
+  const u32 s_x = s_v + STAGES * KV_BYTES; /* wide mode's partial scores */
   const u32 bars = smem_u32(barriers);
   if (threadIdx.x == 0) {
     for (int i = 0; i < 2; ++i) {
@@ -708,6 +782,6 @@ extern "C" __global__ void __launch_bounds__(jsdpa_sm90::THREADS, 1)
     }
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(CONSUMER_REGS));
-    consume(a.p, bars, s_q, s_k, s_v, ring);
+    consume(a.p, bars, s_q, s_k, s_v, s_x, ring);
   }
 }

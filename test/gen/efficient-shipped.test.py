@@ -8,8 +8,20 @@ kernels = json.load(open(os.path.join(out, "manifest.json")))["kernels"]
 common = ("cp.async.cg.shared.global", "ldmatrix.sync.aligned.m8n8.x4.shared.b16")
 fp32 = tf32 = half = 0
 bad = []
+wide = 0
 for k in kernels:
     ptx = open(os.path.join(out, k["name"] + ".ptx")).read()
+    if k["tile"]["warps"] == 12:
+        # The Hopper template, wide: wgmma for both products, TMA loads on mbarriers,
+        # setmaxnreg, no mma.sync and no local memory.
+        wide += 1
+        need = ("wgmma.mma_async.sync.aligned.m64n64k16", "wgmma.mma_async.sync.aligned.m64n256k16",
+                "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes",
+                "setmaxnreg.inc.sync.aligned.u32", "bar.sync 3, 256;")
+        if (any(n not in ptx for n in need) or "mma.sync" in ptx or "ld.local" in ptx
+                or "st.local" in ptx):
+            bad.append(k["name"])
+        continue
     need = list(common)
     if k["dtype"] == "fp32":
         fp32 += 1
@@ -35,4 +47,5 @@ for k in kernels:
         need += ["mma.sync.aligned.m16n8k16.row.col.f32", "ldmatrix.sync.aligned.m8n8.x4.trans"]
     if any(n not in ptx for n in need) or "ld.local" in ptx or "st.local" in ptx:
         bad.append(k["name"])
-print(f"fp32 kernels: {fp32} (tf32 opted in: {tf32}), 16-bit kernels: {half}, bad: {bad}")
+print(f"fp32 kernels: {fp32} (tf32 opted in: {tf32}), 16-bit kernels: {half}, "
+      f"wide wgmma kernels: {wide}, bad: {bad}")

@@ -7,12 +7,15 @@
  *    sized floor: 10 mantissa bits like fp16);
  *  - fp16/bf16 past flash's 256 (320, 512, 1024) and MLA's qk 576 / v 512,
  *    value head dims different from the query/key one in both directions;
+ *    equal dims in 257..512 run twice: as chosen (on sm_90a the wide wgmma
+ *    template, flash_sm90.cu) and with JSDPA_EFFICIENT_SM80=1 (efficient.cu);
  *  - long pairs (1023/1024, 2048 square), windows, softcap, custom scale;
  *  - automatic choice: efficient for all of the above (math is never chosen
  *    when efficient can run), flash still first for what it takes, and the
  *    reasons when rows are not 16-byte aligned. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -211,6 +214,12 @@ int main(int argc, char** argv) {
       ec.layout = layouts[turn % 3];
       ec.offsets_on_device = turn % 2 == 1;
       run_case(ctx, &ec);
+      if (big[i].d == big[i].dv && big[i].d > 256 && big[i].d <= 512) {
+        setenv("JSDPA_EFFICIENT_SM80", "1", 1);
+        ec.name = causal ? "16-bit causal, efficient.cu" : "16-bit, efficient.cu";
+        run_case(ctx, &ec);
+        unsetenv("JSDPA_EFFICIENT_SM80");
+      }
     }
 
   /* Flash's shapes forced onto efficient (auto still picks flash). */
