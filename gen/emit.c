@@ -65,36 +65,51 @@ static void operand_list(jsdpa_gen_text_t* t, int first, int count, bool outputs
 /* The wgmma wrappers of templates/flash_sm90.cu: one asm statement per
  * (N, operand source) must name each of its N / 2 accumulator registers, so
  * the generator writes them instead of a person: gemm<N>::ss (A and B from
- * shared memory, acc == 0 overwrites D) and gemm<N>::rs (A from registers, B
- * transposed, accumulating) for the N the template instantiates. */
-static void emit_wgmma_gemms(jsdpa_gen_text_t* t) {
-  static const int widths[] = {64, 128, 192, 256};
-  for (size_t w = 0; w < sizeof(widths) / sizeof(widths[0]); ++w) {
+ * shared memory) and gemm<N>::rs (A from registers), each overwriting D when
+ * acc == 0. 16-bit inputs: m64nNk16, rs reading B transposed (N-major); fp32
+ * inputs: tf32 m64nNk8, both operands K-major (tf32 has no transposed form).
+ * Both sets are emitted, each under its dtype's #if. */
+static void emit_wgmma_set(jsdpa_gen_text_t* t, const int* widths, size_t count, const char* kind,
+                           const char* ab, const char* ss_tail, const char* rs_tail) {
+  for (size_t w = 0; w < count; ++w) {
     const int n = widths[w], r = n / 2;
     text_printf(t, "template <>\nstruct gemm<%d> {\n", n);
     text_printf(
         t,
         "  static __device__ __forceinline__ void ss(float (&d)[%d], u64 a, u64 b, int acc) "
         "{\n    asm volatile(\n        \"{\\n.reg .pred p;\\nsetp.ne.b32 p, %%%d, 0;\\n\"\n"
-        "        \"wgmma.mma_async.sync.aligned.m64n%dk16.f32\" JSDPA_SM90_AB\n        \" {",
-        r, r + 2, n);
+        "        \"wgmma.mma_async.sync.aligned.m64n%d%s.f32\" %s\n        \" {",
+        r, r + 2, n, kind, ab);
     operand_list(t, 0, r, false);
-    text_printf(t, "}, %%%d, %%%d, p, 1, 1, 0, 0;\\n}\\n\"\n        : ", r, r + 1);
+    text_printf(t, "}, %%%d, %%%d, p, %s;\\n}\\n\"\n        : ", r, r + 1, ss_tail);
     operand_list(t, 0, r, true);
     text_printf(t, "\n        : \"l\"(a), \"l\"(b), \"r\"(acc));\n  }\n");
     text_printf(
         t,
-        "  static __device__ __forceinline__ void rs(float (&d)[%d], const u32 (&a)[4], u64 b) "
-        "{\n    asm volatile(\n"
-        "        \"wgmma.mma_async.sync.aligned.m64n%dk16.f32\" JSDPA_SM90_AB\n        \" {",
-        r, n);
+        "  static __device__ __forceinline__ void rs(float (&d)[%d], const u32 (&a)[4], u64 b, "
+        "int acc) {\n    asm volatile(\n"
+        "        \"{\\n.reg .pred p;\\nsetp.ne.b32 p, %%%d, 0;\\n\"\n"
+        "        \"wgmma.mma_async.sync.aligned.m64n%d%s.f32\" %s\n        \" {",
+        r, r + 5, n, kind, ab);
     operand_list(t, 0, r, false);
-    text_printf(t, "}, {%%%d, %%%d, %%%d, %%%d}, %%%d, 1, 1, 1, 1;\\n\"\n        : ", r, r + 1,
-                r + 2, r + 3, r + 4);
+    text_printf(t, "}, {%%%d, %%%d, %%%d, %%%d}, %%%d, p, %s;\\n}\\n\"\n        : ", r, r + 1,
+                r + 2, r + 3, r + 4, rs_tail);
     operand_list(t, 0, r, true);
-    text_printf(
-        t, "\n        : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"l\"(b));\n  }\n};\n");
+    text_printf(t,
+                "\n        : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"l\"(b), "
+                "\"r\"(acc));\n  }\n};\n");
   }
+}
+
+static void emit_wgmma_gemms(jsdpa_gen_text_t* t) {
+  static const int half[] = {64, 128, 192, 256}, tf32[] = {32, 64};
+  text_printf(t, "#if defined(JSDPA_DTYPE_FP32)\n");
+  emit_wgmma_set(t, tf32, sizeof(tf32) / sizeof(tf32[0]), "k8", "\".tf32.tf32\"", "1, 1",
+                 "1, 1");
+  text_printf(t, "#else\n");
+  emit_wgmma_set(t, half, sizeof(half) / sizeof(half[0]), "k16", "JSDPA_SM90_AB", "1, 1, 0, 0",
+                 "1, 1, 1");
+  text_printf(t, "#endif\n");
 }
 
 /* Holes a template leaves for the generator: a line holding exactly the

@@ -242,16 +242,21 @@ int64_t jsdpa_gen_work_slices(const jsdpa_gen_variant_t* v) {
  * KV_SPLIT). */
 int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* v) {
   const jsdpa_gen_tile_t* t = &v->tile;
-  /* flash_sm90.cu: 128-byte rows (head dim padded to 64; wide, the efficient
-   * family's, to 128) plus 1 KiB to align them; wide adds the two warpgroups'
-   * partial scores (64 x block_n fp32 each). */
+  /* flash_sm90.cu: 128-byte rows (head dim padded to one; wide, the efficient
+   * family's, to two) plus 1 KiB to align them; wide adds the two warpgroups'
+   * partial scores (64 x block_n fp32 each), fp32 K's small plane (3xTF32)
+   * and the V^T planes (one, or two for 3xTF32). */
   if (jsdpa_gen_uses_flash_sm90(v)) {
     const bool wide = v->family == JSDPA_GEN_FAMILY_EFFICIENT;
-    const int64_t pad = wide ? 128 : 64;
-    const int64_t row = (v->head_dim + pad - 1) / pad * pad * 2, q = t->block_m * row;
-    const int64_t kv = 2 * (int64_t)t->stages * t->block_n * row + 1024;
+    const bool f32 = v->dtype == JSDPA_GEN_DTYPE_FP32, three = f32 && !v->tf32;
+    const int64_t es = f32 ? 4 : 2, epr = 128 / es, pad = wide ? 2 * epr : epr;
+    const int64_t row = (v->head_dim + pad - 1) / pad * pad * es, q = t->block_m * row;
+    const int64_t tile = (int64_t)t->block_n * row;
+    const int64_t kv = 2 * (int64_t)t->stages * tile + 1024;
     const int64_t x = wide ? 2 * 64 * (int64_t)t->block_n * 4 : 0;
-    return (2 * q + kv + x <= 227 * 1024 ? 2 : 1) * q + kv + x; /* Q double-buffered if it fits */
+    const int64_t planes = f32 ? (three ? 3 : 1) * tile : 0;
+    const int64_t rest = kv + x + planes;
+    return (2 * q + rest <= 227 * 1024 ? 2 : 1) * q + rest; /* Q double-buffered if it fits */
   }
   if (v->family == JSDPA_GEN_FAMILY_FLASH) {
     const int64_t pitch = (v->head_dim + 15) / 16 * 16 + 8;
@@ -453,16 +458,16 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
             "efficient tiles of %d warps (the wgmma template) need stages 1 (one K and one V "
             "buffer of up to 64 KiB each), got %d",
             v->tile.warps, v->tile.stages);
-  if (wide && (unsigned)v->dtype < JSDPA_GEN_DTYPE_COUNT && v->dtype == JSDPA_GEN_DTYPE_FP32)
-    PROBLEM(FIELD_DTYPE, "efficient tiles of %d warps (the wgmma template) take fp16 and bf16, not fp32",
-            v->tile.warps);
   /* At most one problem per field (the callers' arrays): these only where the
-   * family's range checks above passed. */
-  if (wide && d_ok && v->head_dim > 512)
+   * family's range checks above passed. fp32 runs tf32 wgmma with K's and
+   * V^T's planes beside the tiles: head dims up to 128. */
+  const int wide_max = v->dtype == JSDPA_GEN_DTYPE_FP32 ? 128 : 512;
+  if (wide && d_ok && v->head_dim > wide_max)
     PROBLEM(FIELD_HEAD_DIM,
-            "efficient tiles of %d warps (the wgmma template) take head dims up to 512, got %d",
-            v->tile.warps, v->head_dim);
-  if (wide && d_ok && v->head_dim <= 512 && v->head_dim_v != v->head_dim &&
+            "efficient tiles of %d warps (the wgmma template) take %s head dims up to %d, got %d",
+            v->tile.warps, v->dtype == JSDPA_GEN_DTYPE_FP32 ? "fp32" : "fp16/bf16", wide_max,
+            v->head_dim);
+  if (wide && d_ok && v->head_dim <= wide_max && v->head_dim_v != v->head_dim &&
       v->head_dim_v >= lim->head_dim_min && v->head_dim_v <= lim->head_dim_max)
     PROBLEM(FIELD_HEAD_DIM_V,
             "efficient tiles of %d warps (the wgmma template) need head_dim_v == head_dim; "

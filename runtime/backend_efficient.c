@@ -6,10 +6,11 @@
  * flash, so math runs only what neither can (misaligned rows, scale <= 0, an
  * arch before sm_80, fp64).
  *
- * On sm_90a, fp16/bf16 calls with equal head dims past 256 (up to 512) run
- * the Hopper template wide instead (templates/flash_sm90.cu: wgmma and TMA,
- * two consumer warpgroups splitting the head dim of one 64-row tile);
- * JSDPA_EFFICIENT_SM80=1 keeps efficient.cu.
+ * On sm_90a, fp16/bf16 calls with equal head dims past 256 (up to 512) and
+ * fp32 calls with equal head dims up to 128 run the Hopper template wide
+ * instead (templates/flash_sm90.cu: wgmma and TMA, two consumer warpgroups
+ * splitting the head dim of one 64-row tile; fp32 as tf32 wgmma, three passes
+ * unless TF32 is opted into); JSDPA_EFFICIENT_SM80=1 keeps efficient.cu.
  *
  * Launch: the persistent grid of the flash backend (backend_tiled.c); a unit
  * is (output slice, work item, head), so units = work items x heads x slices. */
@@ -30,16 +31,16 @@ static bool efficient_sm90_usable(const jsdpa_context_t* ctx, const jsdpa_call_t
     snprintf(why, capacity, "JSDPA_EFFICIENT_SM80=1 keeps templates/efficient.cu");
     return false;
   }
-  if (call->q.dtype != JSDPA_DTYPE_FP16 && call->q.dtype != JSDPA_DTYPE_BF16) {
-    snprintf(why, capacity, "dtype %s: the wgmma template takes fp16 and bf16",
-             jsdpa_dtype_name(call->q.dtype));
-    return false;
-  }
-  if (call->head_dim != call->head_dim_v || call->head_dim <= 256 || call->head_dim > 512) {
+  const bool f32 = call->q.dtype == JSDPA_DTYPE_FP32;
+  /* fp32 up to head dim 64 runs faster on efficient.cu (H100, 2026-11-26,
+   * bench/NOTES.md: long d64 67 vs 53 TFLOP/s): its fixed cost per key tile
+   * (the exchange, the softmax, the V transpose) weighs double there. */
+  if (f32 ? call->head_dim != call->head_dim_v || call->head_dim <= 64 || call->head_dim > 128
+          : call->head_dim != call->head_dim_v || call->head_dim <= 256 || call->head_dim > 512) {
     snprintf(why, capacity,
-             "head_dim %lld / head_dim_v %lld: the wide wgmma template takes equal dims in "
-             "257..512",
-             (long long)call->head_dim, (long long)call->head_dim_v);
+             "head_dim %lld / head_dim_v %lld: the wide wgmma template takes equal dims in %s",
+             (long long)call->head_dim, (long long)call->head_dim_v,
+             f32 ? "65..128 for fp32" : "257..512 for fp16/bf16");
     return false;
   }
   /* jsdpa-tune times the tiles of its forced table. */
@@ -58,8 +59,9 @@ static jsdpa_gen_variant_t efficient_variant(const jsdpa_context_t* ctx, const j
   v.tf32 = call->q.dtype == JSDPA_DTYPE_FP32 && call->options.precision == JSDPA_PRECISION_TF32;
   char why[JSDPA_REASON_CAPACITY];
   if (efficient_sm90_usable(ctx, call, why, sizeof(why))) {
-    /* 64 query rows, 64 keys, one K and one V buffer: at d512 that is 225
-     * KiB of the 227 a block may have (jsdpa_gen_smem_bytes). */
+    /* 64 query rows, 64 keys, one K and one V buffer: at d512 (and fp32
+     * d128 with its planes) that is 225 KiB of the 227 a block may have
+     * (jsdpa_gen_smem_bytes). */
     jsdpa_gen_variant_t w = v;
     w.tile = (jsdpa_gen_tile_t){64, 64, JSDPA_GEN_FLASH_SM90_WARPS, 1};
     if (jsdpa_gen_variant_check(&w, NULL, 0) && jsdpa_tiled_fits(ctx, &w, NULL, 0)) {

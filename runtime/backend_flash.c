@@ -159,24 +159,25 @@ static bool flash_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, char* 
 }
 
 /* A 3-d tensor map over a whole packed tensor, dims {head dim, heads, tokens}
- * with the caller's strides; boxes of 64 columns (one 128-byte swizzle row) x
- * 1 head x `rows` tokens. Reads past the tensor's end fill zeros. An empty
- * tensor gets no map: the kernel never loads from it. */
+ * with the caller's strides; boxes of one 128-byte swizzle row (64 16-bit or
+ * 32 fp32 columns) x 1 head x `rows` tokens. Reads past the tensor's end fill
+ * zeros. An empty tensor gets no map: the kernel never loads from it. */
 static jsdpa_status_t encode_map(jsdpa_context_t* ctx, CUtensorMap* map, const jsdpa_jagged_t* t,
                                  int rows) {
   memset(map, 0, sizeof(*map));
   if (t->total_tokens == 0) return NULL;
-  const cuuint64_t es = 2;
+  const cuuint64_t es = t->dtype == JSDPA_DTYPE_FP32 ? 4 : 2;
   /* One head: its stride is never stepped; any multiple of 16 bytes does. */
   const cuuint64_t head_stride =
       t->heads > 1 ? (cuuint64_t)t->head_stride * es : (cuuint64_t)t->token_stride * es;
   const cuuint64_t dims[3] = {(cuuint64_t)t->head_dim, (cuuint64_t)t->heads,
                               (cuuint64_t)t->total_tokens};
   const cuuint64_t strides[2] = {head_stride, (cuuint64_t)t->token_stride * es};
-  const cuuint32_t box[3] = {64, 1, (cuuint32_t)rows};
+  const cuuint32_t box[3] = {(cuuint32_t)(128 / es), 1, (cuuint32_t)rows};
   const cuuint32_t steps[3] = {1, 1, 1};
-  const CUtensorMapDataType type = t->dtype == JSDPA_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-                                                                : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const CUtensorMapDataType type = t->dtype == JSDPA_DTYPE_BF16   ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                   : t->dtype == JSDPA_DTYPE_FP32 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+                                                                  : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   CU_CHECK(ctx->cu, cuTensorMapEncodeTiled(
                         map, type, 3, t->data, dims, strides, box, steps,
                         CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,

@@ -41,8 +41,9 @@
 #if !defined(JSDPA_FAMILY_FLASH) && !defined(JSDPA_FAMILY_EFFICIENT)
 #error "flash_sm90.cu is instantiated by the generator (JSDPA_FAMILY_FLASH or _EFFICIENT missing)"
 #endif
-#if !defined(JSDPA_DTYPE_BF16) && !defined(JSDPA_DTYPE_FP16)
-#error "flash_sm90.cu supports fp16 and bf16 only"
+#if !defined(JSDPA_DTYPE_BF16) && !defined(JSDPA_DTYPE_FP16) && \
+    !(defined(JSDPA_DTYPE_FP32) && defined(JSDPA_FAMILY_EFFICIENT))
+#error "flash_sm90.cu supports fp16 and bf16 (and fp32 in the efficient family's wide mode)"
 #endif
 #if JSDPA_ARCH != 90 || !JSDPA_ARCH_SPECIFIC
 #error "flash_sm90.cu needs sm_90a (wgmma, setmaxnreg)"
@@ -50,7 +51,7 @@
 
 #if defined(JSDPA_DTYPE_BF16)
 #define JSDPA_SM90_AB ".bf16.bf16"
-#else
+#elif defined(JSDPA_DTYPE_FP16)
 #define JSDPA_SM90_AB ".f16.f16"
 #endif
 
@@ -89,30 +90,58 @@ constexpr bool WIDE = true;
 #else
 constexpr bool WIDE = false;
 #endif
+/* fp32 (wide only, head dims up to 128): tf32 wgmma, three passes per
+ * product (3xTF32, see F32 below) unless the caller opted into one TF32 pass. */
+#if defined(JSDPA_DTYPE_FP32)
+constexpr bool F32 = true;
+#else
+constexpr bool F32 = false;
+#endif
+#if defined(JSDPA_TF32)
+constexpr int PASSES = 1;
+#else
+constexpr int PASSES = F32 ? 3 : 1;
+#endif
+constexpr int ES = F32 ? 4 : 2;  /* element bytes */
+constexpr int EPR = 128 / ES;    /* elements per 128-byte row (one TMA box column block) */
+constexpr int KSTEP = 32 / ES;   /* elements per wgmma k step: k16 (16-bit) or k8 (tf32) */
 constexpr int D = JSDPA_HEAD_DIM;
 /* Padded head dim: whole 128-byte rows; wide: an even number of them. */
-constexpr int DP = WIDE ? (D + 127) / 128 * 128 : (D + 63) / 64 * 64;
-constexpr int CB = DP / 64;              /* 64-column blocks (one TMA box each) */
+constexpr int DP = WIDE ? (D + 2 * EPR - 1) / (2 * EPR) * (2 * EPR) : (D + EPR - 1) / EPR * EPR;
+constexpr int CB = DP / EPR;             /* 128-byte column blocks (one TMA box each) */
 constexpr int NWG = JSDPA_WARPS / 4 - 1; /* consumer warpgroups, 64 query rows each (wide: shared) */
 constexpr int DO = WIDE ? DP / 2 : DP;   /* output columns per consumer warpgroup */
-constexpr int KS_WG = WIDE ? DP / 32 : DP / 16; /* k16 steps of S per warpgroup */
+constexpr int KS_WG = (WIDE ? DP / 2 : DP) / KSTEP; /* k steps of S per warpgroup */
 constexpr int BM = JSDPA_BLOCK_M;
 constexpr int BN = JSDPA_BLOCK_N;
 constexpr int STAGES = JSDPA_STAGES;
 constexpr int THREADS = JSDPA_WARPS * 32;
-constexpr int Q_BYTES = BM * DP * 2;
-constexpr int KV_BYTES = BN * DP * 2; /* one K or one V buffer */
+constexpr int Q_BYTES = BM * DP * ES;
+constexpr int KV_BYTES = BN * DP * ES; /* one K or one V buffer */
 /* Swizzled operands must start on 1024-byte boundaries (the 8-row swizzle
  * atom); dynamic shared memory is aligned by hand, hence the slack. */
 constexpr int KV_SMEM = 2 * STAGES * KV_BYTES + 1024;
 /* Wide: each warpgroup's partial S (64 x BN fp32) for the other to add. */
 constexpr int X_BYTES = WIDE ? 2 * 64 * BN * 4 : 0;
+/* fp32 (F32), 3xTF32. A tf32 operand is an fp32 value whose 13 low mantissa
+ * bits the tensor core ignores (truncation), so x = big + small with big = x
+ * as stored and small = x - trunc(x) (exact, then itself truncated: ~21 of 24
+ * bits in all), and a product is a_big b_big + a_big b_small + a_small b_big
+ * (the 3xTF32 idea of NVIDIA's CUTLASS; efficient.cu does the same with
+ * mma.sync). Q, K and V arrive raw through TMA and are the big halves
+ * themselves; Q's small half lives in registers (an A operand), K's in a
+ * shared plane beside K. tf32 wgmma reads both shared operands K-major only,
+ * so V (keys x columns) is transposed by the consumers into planes of V^T
+ * (big, and small), its keys permuted inside every group of 8 so that P's
+ * A fragment comes straight from the S accumulators (see transpose_v). */
+constexpr int KS_BYTES = F32 && PASSES == 3 ? KV_BYTES : 0;           /* K's small plane */
+constexpr int VT_BYTES = F32 ? (PASSES == 3 ? 2 : 1) * KV_BYTES : 0; /* V^T planes */
 /* Two Q buffers where they fit (227 KiB per block), so the producer loads the
  * next unit's Q while the consumers still read this one's: short sequences
  * take one or two key tiles per unit, and the Q load would otherwise be
  * exposed once per unit. */
-constexpr int Q_STAGES = 2 * Q_BYTES + KV_SMEM + X_BYTES <= 227 * 1024 ? 2 : 1;
-constexpr int SMEM_BYTES = Q_STAGES * Q_BYTES + KV_SMEM + X_BYTES;
+constexpr int Q_STAGES = 2 * Q_BYTES + KV_SMEM + X_BYTES + KS_BYTES + VT_BYTES <= 227 * 1024 ? 2 : 1;
+constexpr int SMEM_BYTES = Q_STAGES * Q_BYTES + KV_SMEM + X_BYTES + KS_BYTES + VT_BYTES;
 /* Registers per thread after setmaxnreg: two consumer warpgroups get 232, three
  * (FlashAttention-3's shape for head dim 64: more warps per scheduler to hide
  * the softmax's latency) 160, the producer what is left. */
@@ -139,6 +168,8 @@ static_assert(D >= 1 && D <= (WIDE ? 512 : 256),
               "flash_sm90: head dim must be in 1..256 (wide, the efficient family: 1..512)");
 static_assert(!WIDE || (NWG == 2 && BM == 64 && BN == 64 && DO <= 256),
               "flash_sm90 wide: two consumer warpgroups on one 64 x 64 tile, <= 256 columns each");
+static_assert(!F32 || (WIDE && D <= 128 && STAGES == 1 && (DO == 32 || DO == 64)),
+              "flash_sm90 fp32: wide, head dim up to 128, one K/V stage");
 static_assert(JSDPA_WARPS == 12 || JSDPA_WARPS == 16,
               "flash_sm90: a producer and two or three consumer warpgroups (12 or 16 warps)");
 static_assert(BM == (WIDE ? 64 : 64 * NWG), "flash_sm90: block_m is 64 rows per consumer warpgroup");
@@ -236,11 +267,13 @@ __device__ __forceinline__ u64 smem_desc(u32 addr, u32 lbo) {
          (1ull << 62);
 }
 
-/* wgmma m64nNk16 with fp32 accumulators, N/2 per thread. ss: A and B from
- * shared memory, both K-major; acc == 0 overwrites D. rs: A from registers,
- * B N-major (transposed), always accumulates. The specializations for N = 64,
- * 128, 192, 256 (one asm operand per accumulator register) are written by
- * the generator into the line below (gen/emit.c, emit_wgmma_gemms). */
+/* wgmma with fp32 accumulators, N/2 per thread; acc == 0 overwrites D.
+ * 16-bit inputs (m64nNk16, N = 64, 128, 192, 256): ss takes A and B from
+ * shared memory, both K-major; rs takes A from registers and B N-major
+ * (transposed). fp32 inputs (tf32, m64nNk8, N = 32, 64): both K-major (tf32
+ * has no transposed form). The specializations (one asm operand per
+ * accumulator register) are written by the generator into the line below
+ * (gen/emit.c, emit_wgmma_gemms). */
 template <int N>
 struct gemm;
 
@@ -292,21 +325,21 @@ __device__ __forceinline__ unit_t describe(const jsdpa_params_t& p, int u, int n
 
 /* One operand tile of ROWS rows starting at `token`, `valid` of them inside
  * the sequence, into shared memory at dst (CB column blocks of ROWS x 128
- * bytes), completing ROWS * DP * 2 bytes on `bar` either way. */
+ * bytes), completing ROWS * DP * ES bytes on `bar` either way. */
 template <int ROWS>
 __device__ __forceinline__ void load_tile(u32 dst, const jsdpa_tmap_t* whole,
                                           const jsdpa_tmap_t* rows, int head, int token, int valid,
                                           u32 bar) {
   if (valid >= ROWS) {
 #pragma unroll
-    for (int c = 0; c < CB; ++c) tma_load(dst + c * ROWS * 128, whole, c * 64, head, token, bar);
+    for (int c = 0; c < CB; ++c) tma_load(dst + c * ROWS * 128, whole, c * EPR, head, token, bar);
     return;
   }
 #pragma unroll
   for (int c = 0; c < CB; ++c)
 #pragma unroll
     for (int r = 0; r < ROWS; r += CHUNK)
-      tma_load(dst + c * ROWS * 128 + r * 128, rows, c * 64, head, r < valid ? token + r : -CHUNK,
+      tma_load(dst + c * ROWS * 128 + r * 128, rows, c * EPR, head, r < valid ? token + r : -CHUNK,
                bar);
 }
 
@@ -401,6 +434,112 @@ __device__ __forceinline__ void exchange_s(float (&sc)[BN / 2], u32 s_x, int wg)
   x_free_pass(wg);
 }
 
+/* ------------------------------------------------------------ fp32 (F32) */
+
+/* The small half of x's tf32 split: x less x with its 13 low bits cleared
+ * (what the tensor core reads of x). Exact in fp32. */
+__device__ __forceinline__ u32 tf32_small(u32 x) {
+  return __float_as_uint(__uint_as_float(x) - __uint_as_float(x & 0xffffe000u));
+}
+
+/* The A fragments of Q's small half for this warpgroup's k steps, read once
+ * per unit from the swizzled Q tile at q_base (the warpgroup's first column
+ * block). tf32 m64k8 A fragment, per thread: rows g and g + 8 of its warp's
+ * 16, columns t and t + 4 of the k step, in the order (g, t), (g + 8, t),
+ * (g, t + 4), (g + 8, t + 4). A k step is 32 bytes: chunks 2 (ks % 4) and
+ * 2 (ks % 4) + 1 of a 128-byte row, which the 128-byte swizzle XORs with the
+ * row's index mod 8 (= g for both rows). */
+__device__ __forceinline__ void load_q_small(u32 (&qs)[KS_WG][4], u32 q_base) {
+  const int lane = threadIdx.x & 31, wl = (threadIdx.x >> 5) & 3;
+  const int g = lane >> 2, t = lane & 3;
+  const u32 r0 = (wl * 16 + g) * 128, r1 = r0 + 8 * 128;
+#pragma unroll
+  for (int ks = 0; ks < KS_WG; ++ks) {
+    const u32 base = q_base + (ks / 4) * BM * 128 + t * 4;
+    const u32 c0 = ((2 * (ks % 4)) ^ g) * 16, c1 = ((2 * (ks % 4) + 1) ^ g) * 16;
+    qs[ks][0] = tf32_small(ld_shared_u32(base + r0 + c0));
+    qs[ks][1] = tf32_small(ld_shared_u32(base + r1 + c0));
+    qs[ks][2] = tf32_small(ld_shared_u32(base + r0 + c1));
+    qs[ks][3] = tf32_small(ld_shared_u32(base + r1 + c1));
+  }
+}
+
+/* Both consumer warpgroups (256 threads) write K's small plane: the same
+ * swizzled positions as K, 16 bytes per thread and step (conflict-free). */
+__device__ __forceinline__ void split_k(u32 k, u32 ks) {
+  asm volatile("" : "+r"(k), "+r"(ks)); /* formed here each time (see issue_s) */
+  const u32 tid = threadIdx.x - 128;
+#pragma unroll
+  for (int i = 0; i < KV_BYTES / 16 / 256; ++i) {
+    const u32 off = (i * 256 + tid) * 16;
+    u32 x[4];
+    ld_shared_v4(k + off, x);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) x[e] = tf32_small(x[e]);
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(ks + off), "r"(x[0]),
+                 "r"(x[1]), "r"(x[2]), "r"(x[3])
+                 : "memory");
+  }
+}
+
+/*
+ * Both consumer warpgroups write V^T (and, 3xTF32, its small half) from the
+ * raw V tile at v (TMA's layout: CB column blocks of BN key rows x 128
+ * bytes, swizzled), zeroing keys >= kv_valid (rows past the sequence's end
+ * hold the next sequence's values, and P's zeros times an Inf there would be
+ * NaN). V^T is the K-major B operand of O += P V: BN / 32 key blocks, each DP
+ * column rows x 128 bytes (32 keys), with the same swizzle.
+ * Key order: the S accumulators hold keys 2t and 2t + 1 of each group of 8
+ * where the tf32 A fragment's slots t and t + 4 are, so key 2i + e of a
+ * group is stored at position i + 4e and P goes to the tensor core as it is.
+ * A task is one column n and keys {8q + e + 2i : i < 4}: four 4-byte reads
+ * (a warp's 32 lanes read 32 consecutive columns of one key row: one
+ * wavefront) and one 16-byte write per plane, positions 8q + 4e .. + 3 of
+ * V^T row n (8 consecutive rows land in 8 distinct swizzled chunks). A first
+ * version gave each lane four columns instead and its writes a 4-way bank
+ * conflict: the transpose then cost more shared-memory wavefronts than S.
+ */
+__device__ __forceinline__ void transpose_v(u32 v, u32 vt, u32 vts, int kv_valid) {
+  constexpr int TASKS = BN / 4 * DP;
+  static_assert(TASKS % 256 == 0 && DP % 32 == 0, "flash_sm90 fp32: V transpose tasks");
+  /* Formed here each time, not hoisted out of the key loop (see issue_s). */
+  asm volatile("" : "+r"(v), "+r"(vt), "+r"(vts));
+  const u32 tid = threadIdx.x - 128;
+  /* Two tasks per iteration: unrolled fully, ptxas issued every task's reads
+   * up front and spilled next to O, P and Q's small half. */
+#pragma unroll 2
+  for (int it = 0; it < TASKS / 256; ++it) {
+    const int task = it * 256 + tid;
+    const int n = task % DP, kq = task / DP, q = kq / 2, e = kq % 2;
+    const u32 col = (n / 32) * BN * 128 + (n % 4) * 4;
+    float x[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int key = 8 * q + e + 2 * i;
+      const float val =
+          __uint_as_float(ld_shared_u32(v + col + key * 128 + ((((n % 32) / 4) ^ (key % 8)) * 16)));
+      x[i] = key < kv_valid ? val : 0.f;
+    }
+    const int pos = 8 * q + 4 * e; /* first of the four positions */
+    const u32 off = (pos / 32) * DP * 128 + n * 128 + ((((pos % 32) / 4) ^ (n % 8)) * 16);
+    asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(vt + off), "f"(x[0]),
+                 "f"(x[1]), "f"(x[2]), "f"(x[3])
+                 : "memory");
+    if (PASSES == 3)
+      asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(vts + off),
+                   "r"(tf32_small(__float_as_uint(x[0]))), "r"(tf32_small(__float_as_uint(x[1]))),
+                   "r"(tf32_small(__float_as_uint(x[2]))), "r"(tf32_small(__float_as_uint(x[3])))
+                   : "memory");
+  }
+}
+
+/* Generic-proxy writes of shared memory (the planes above) made visible to
+ * wgmma (the async proxy), then both consumer warpgroups meet at `id`. */
+__device__ __forceinline__ void planes_ready(int id) {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory");
+}
+
 /* What the masking and softmax of one key tile need (per thread). */
 typedef struct tile_ctx_s {
   int row;      /* this thread's first row in its sequence (the other is row + 8) */
@@ -423,6 +562,22 @@ __device__ __forceinline__ void issue_s(float (&sc)[BN / 2], u32 q_base, u32 k_b
   for (int ks = 0; ks < KS_WG; ++ks)
     gemm<BN>::ss(sc, smem_desc(q_base + (ks / 4) * BM * 128 + (ks % 4) * 32, 16),
                  smem_desc(k_base + (ks / 4) * BN * 128 + (ks % 4) * 32, 16), ks);
+}
+
+/* fp32: S = Q K^T in three tf32 passes per k8 step (Q K, Q K_small from
+ * shared memory, Q_small K with Q_small in registers), or one (TF32 opt-in). */
+__device__ __forceinline__ void issue_s_f32(float (&sc)[BN / 2], u32 q_base, u32 k_base,
+                                            u32 ks_base, const u32 (&qsm)[KS_WG][4]) {
+  asm volatile("" : "+r"(q_base), "+r"(k_base), "+r"(ks_base)); /* see issue_s */
+#pragma unroll
+  for (int ks = 0; ks < KS_WG; ++ks) {
+    const u32 off_q = (ks / 4) * BM * 128 + (ks % 4) * 32, off_k = (ks / 4) * BN * 128 + (ks % 4) * 32;
+    gemm<BN>::ss(sc, smem_desc(q_base + off_q, 16), smem_desc(k_base + off_k, 16), ks);
+    if (PASSES == 3) {
+      gemm<BN>::ss(sc, smem_desc(q_base + off_q, 16), smem_desc(ks_base + off_k, 16), 1);
+      gemm<BN>::rs(sc, qsm[ks], smem_desc(k_base + off_k, 16), 1);
+    }
+  }
 }
 
 /* Softcap, the masks of the tile starting at key n0 and the online softmax in
@@ -489,7 +644,8 @@ __device__ __forceinline__ void softmax_tile(float (&sc)[BN / 2], float (&row_ma
 
 /* P as A fragments: the m64nNk16 accumulators of columns 16k..16k+15 are,
  * register for register, the k-th A fragment. */
-__device__ __forceinline__ void pack_p(const float (&sc)[BN / 2], u32 (&pf)[BN / 16][4]) {
+__device__ __forceinline__ void pack_p(const float (&sc)[BN / 2], u32 (&pf)[BN / KSTEP][4]) {
+#if !defined(JSDPA_DTYPE_FP32) /* (fp32 packs in consume's pack) */
 #pragma unroll
   for (int k = 0; k < BN / 16; ++k) {
     pf[k][0] = pack2(sc[8 * k + 0], sc[8 * k + 1]);
@@ -497,6 +653,7 @@ __device__ __forceinline__ void pack_p(const float (&sc)[BN / 2], u32 (&pf)[BN /
     pf[k][2] = pack2(sc[8 * k + 4], sc[8 * k + 5]);
     pf[k][3] = pack2(sc[8 * k + 6], sc[8 * k + 7]);
   }
+#endif
 }
 
 __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s_q, u32 s_k,
@@ -554,13 +711,46 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
                              cap_out,
                              softcap};
       float sc[BN / 2], corr[2];
-      u32 pf[BN / 16][4];
+      /* P's A fragments (fp32: P as stored, the big half, and its small half). */
+      constexpr int PK = BN / KSTEP, PS = F32 && PASSES == 3 ? PK : 1;
+      u32 pf[PK][4], ps[PS][4];
+      float part[DO / 2]; /* fp32: this key tile's P V, added to O after it (else unused) */
+      u32 qsm[KS_WG][4]; /* fp32: Q's small half (unused, so dropped, otherwise) */
+      if constexpr (F32 && PASSES == 3) load_q_small(qsm, q_base);
+      const u32 s_ks = s_x + X_BYTES, s_vt = s_ks + KS_BYTES, s_vts = s_vt + KV_BYTES;
+      /* P from the score accumulators: 16-bit, packed pairs (pack_p); fp32, the
+       * keys in transpose_v's order: slot t <- key 2t, slot t + 4 <- key 2t + 1. */
+      auto pack = [&]() {
+        if constexpr (F32) {
+#pragma unroll
+          for (int k = 0; k < PK; ++k) {
+            pf[k][0] = __float_as_uint(sc[4 * k + 0]);
+            pf[k][1] = __float_as_uint(sc[4 * k + 2]);
+            pf[k][2] = __float_as_uint(sc[4 * k + 1]);
+            pf[k][3] = __float_as_uint(sc[4 * k + 3]);
+            if (PASSES == 3)
+#pragma unroll
+              for (int e = 0; e < 4; ++e) ps[PASSES == 3 ? k : 0][e] = tf32_small(pf[k][e]);
+          }
+        } else {
+          pack_p(sc, pf);
+        }
+      };
 
       /* S(j) = Q K(j)^T: issued and committed here, waited for by the caller. */
       auto issue_tile_s = [&](int it) {
         mbar_wait(bar(BAR_K_FULL + it % STAGES), (it / STAGES) & 1);
+        if constexpr (F32 && PASSES == 3) {
+          /* K(j)'s small plane. Both warpgroups finished S(j - 1), which read
+           * the plane, before either passed the exchange of tile j - 1. */
+          split_k(s_k + (it % STAGES) * KV_BYTES, s_ks);
+          planes_ready(4);
+        }
         wgmma_fence();
-        issue_s(sc, q_base, s_k + (it % STAGES) * KV_BYTES + k_col0);
+        if constexpr (F32)
+          issue_s_f32(sc, q_base, s_k + (it % STAGES) * KV_BYTES + k_col0, s_ks + k_col0, qsm);
+        else
+          issue_s(sc, q_base, s_k + (it % STAGES) * KV_BYTES + k_col0);
         wgmma_commit();
       };
       /* After S(j) completed: K(j)'s buffer, and Q's after the unit's last tile, are free. */
@@ -572,19 +762,56 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         }
       };
 
-      /* O += P(j) V(j), 16 keys per wgmma (issued and committed). */
-      auto issue_pv = [&](int it) {
+      /* O += P(j) V(j), 16 keys per wgmma (issued and committed). fp32: V(j)
+       * (keys from n0) into the V^T planes first, and P(j) V(j) into a fresh
+       * partial, 8 keys per wgmma. */
+      auto issue_pv = [&](int it, int n0) {
         mbar_wait(bar(BAR_V_FULL + it % STAGES), (it / STAGES) & 1);
+        if constexpr (F32) {
+          /* Both warpgroups finished P V(j - 1), which read the planes, before
+           * either passed the exchange of tile j. The raw V buffer is free
+           * once this warp has read its part of it. */
+          transpose_v(s_v + (it % STAGES) * KV_BYTES, s_vt, s_vts, w.lk - n0);
+          __syncwarp();
+          if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + it % STAGES));
+          planes_ready(9);
+          wgmma_fence();
+          /* (Bases laundered as in issue_s: their descriptors are loop-invariant.) */
+          u32 vt = s_vt + wg * DO * 128, vts = s_vts + wg * DO * 128;
+          asm volatile("" : "+r"(vt), "+r"(vts));
+#pragma unroll
+          for (int k = 0; k < PK; ++k) {
+            const u32 off = (k / 4) * DP * 128 + (k % 4) * 32;
+            if (PASSES == 3) {
+              gemm<DO>::rs(part, ps[PASSES == 3 ? k : 0], smem_desc(vt + off, 16), k);
+              gemm<DO>::rs(part, pf[k], smem_desc(vts + off, 16), 1);
+              gemm<DO>::rs(part, pf[k], smem_desc(vt + off, 16), 1);
+            } else {
+              gemm<DO>::rs(part, pf[k], smem_desc(vt + off, 16), k);
+            }
+          }
+          wgmma_commit();
+          return;
+        }
         wgmma_fence();
         /* Wide: this warpgroup's output columns are V's column blocks from wg * CB / 2. */
         const u32 v_base = s_v + (it % STAGES) * KV_BYTES + (WIDE ? wg * (CB / 2) * BN * 128 : 0);
 #pragma unroll
         for (int k = 0; k < BN / 16; ++k)
-          gemm<DO>::rs(o, pf[k], smem_desc(v_base + k * 16 * 128, BN * 128));
+          gemm<DO>::rs(o, pf[k], smem_desc(v_base + k * 16 * 128, BN * 128), 1);
         wgmma_commit();
       };
-      /* After P(j) V(j) completed: V(j)'s buffer is free. */
+      /* After P(j) V(j) completed: V(j)'s buffer is free (fp32: it was
+       * released after the transpose; the partial joins O). */
       auto release_v = [&](int it) {
+        if constexpr (F32) {
+          fence_regs(part);
+          fence_frags(pf);
+          fence_frags(ps);
+#pragma unroll
+          for (int e = 0; e < DO / 2; ++e) o[e] += part[e];
+          return;
+        }
         fence_regs(o);
         fence_frags(pf);
         __syncwarp();
@@ -599,11 +826,12 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
           o[dt * 4 + 2] *= corr[1];
           o[dt * 4 + 3] *= corr[1];
         }
-        pack_p(sc, pf);
+        pack();
         /* Keeps the rescale above the next wgmma issue: ptxas serializes
          * every wgmma when accumulators are read inside a pipeline stage. */
         fence_regs(o);
         fence_frags(pf);
+        if (F32) fence_frags(ps);
       };
 
       /* Key tiles run from the last visible one down, so the ones fully
@@ -638,7 +866,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         release_k(kv_it, n_mine == 1);
         if (WIDE) exchange_s(sc, s_x, wg);
         softmax_tile(sc, row_max, row_sum, corr, tc, t_first * BN);
-        pack_p(sc, pf);
+        pack();
         /* The chunk a sequence's last key falls in holds up to CHUNK - 1 rows
          * of the next sequence. Their P is 0, but 0 * Inf is NaN: zero those
          * V rows before P V reads them, so no sequence's non-finite values
@@ -646,9 +874,10 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
          * Only the first tile can hold the sequence's end. Both warpgroups
          * may write the same zeros; each fences its generic stores against
          * its own wgmma (async proxy) and syncs its 128 threads. The buffer
-         * is refilled only after both have released it. */
+         * is refilled only after both have released it. (fp32: the V transpose
+         * zeroes those keys instead.) */
         const int kv_valid = w.lk - t_first * BN;
-        if (kv_valid < BN && kv_valid % CHUNK != 0) {
+        if (!F32 && kv_valid < BN && kv_valid % CHUNK != 0) {
           mbar_wait(bar(BAR_V_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
           /* Thread i of the warpgroup clears 16 bytes of row i / 8 (< CHUNK)
            * in every column block. */
@@ -675,7 +904,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
           if (OVERLAP) {
             if (pingpong) turn_wait(wg);
             issue_tile_s(kv_it + 1);
-            issue_pv(kv_it);
+            issue_pv(kv_it, (t_first - j) * BN);
             if (pingpong) turn_pass(wg);
             wgmma_wait<1>();
             fence_regs(sc);
@@ -684,7 +913,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
             wgmma_wait<0>();
             release_v(kv_it);
           } else {
-            issue_pv(kv_it);
+            issue_pv(kv_it, (t_first - j) * BN);
             wgmma_wait<0>();
             release_v(kv_it);
             issue_tile_s(kv_it + 1);
@@ -697,7 +926,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
           rescale();
         }
         if (pingpong) turn_wait(wg);
-        issue_pv(kv_it);
+        issue_pv(kv_it, (t_first - n_mine + 1) * BN);
         if (pingpong) turn_pass(wg);
         wgmma_wait<0>();
         release_v(kv_it);
@@ -725,11 +954,19 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
       for (int dt = 0; dt < DO / 8; ++dt) {
         const int col = (WIDE ? wg * DO : 0) + dt * 8 + 2 * t;
         if (col >= D) continue;
-        const u32 v = pack2(o[dt * 4 + 2 * h] * inv, o[dt * 4 + 2 * h + 1] * inv);
+        const float x0 = o[dt * 4 + 2 * h] * inv, x1 = o[dt * 4 + 2 * h + 1] * inv;
+#if defined(JSDPA_DTYPE_FP32)
+        if (D % 2 == 0 || col + 1 < D)
+          *(float2*)(dst + col) = make_float2(x0, x1);
+        else
+          dst[col] = x0;
+#else
+        const u32 v = pack2(x0, x1);
         if (D % 2 == 0 || col + 1 < D)
           *(u32*)(dst + col) = v;
         else
           dst[col] = (jsdpa_elem_t)v;
+#endif
       }
     }
   }
