@@ -145,10 +145,8 @@ constexpr int SMEM_BYTES = Q_STAGES * Q_BYTES + KV_SMEM + X_BYTES + KS_BYTES + V
 /* Registers per thread after setmaxnreg: two consumer warpgroups get 232, three
  * (FlashAttention-3's shape for head dim 64: more warps per scheduler to hide
  * the softmax's latency) 160, the producer what is left. */
-/* fp32: the producer warpgroup's warps 1-3 also write the K and V^T planes
- * ("planers", see plan), which needs more than 40; the consumers use ~170. */
-constexpr int PRODUCER_REGS = F32 ? 56 : NWG == 2 ? 40 : 32;
-constexpr int CONSUMER_REGS = F32 ? 224 : NWG == 2 ? 232 : 160;
+constexpr int PRODUCER_REGS = NWG == 2 ? 40 : 32;
+constexpr int CONSUMER_REGS = NWG == 2 ? 232 : 160;
 /* Overlapping S(j + 1) with P(j) V(j) keeps a score tile (BN / 2 registers),
  * the previous P (BN / 4) and O (DP / 2) live at once: ptxas fits that
  * without spills up to 160 of them in 232 registers (d128 x 128 keys; d256 x
@@ -190,17 +188,9 @@ enum {
   BAR_K_EMPTY = BAR_K_FULL + STAGES,
   BAR_V_FULL = BAR_K_FULL + 2 * STAGES,
   BAR_V_EMPTY = BAR_K_FULL + 3 * STAGES,
-  /* fp32: K's small plane and the V^T planes (one buffer each) */
-  BAR_KS_FULL = BAR_K_FULL + 4 * STAGES, /* the planers wrote K(j)'s small plane */
-  BAR_KS_EMPTY,                          /* every consumer warp's S(j) is done with it */
-  BAR_VT_FULL,                           /* the planers wrote V(j)^T */
-  BAR_VT_EMPTY,                          /* every consumer warp's P V(j) is done with it */
-  BAR_COUNT,
+  BAR_COUNT = BAR_K_FULL + 4 * STAGES,
 };
 constexpr int CONSUMER_WARPS = 4 * NWG;
-constexpr int PLANER_WARPS = F32 ? 3 : 0;
-/* Who arrives on the unit ring's and the K/V buffers' empty barriers. */
-constexpr int RELEASERS = CONSUMER_WARPS + PLANER_WARPS;
 
 /* ------------------------------------------------------------ PTX helpers */
 
@@ -474,12 +464,14 @@ __device__ __forceinline__ void load_q_small(u32 (&qs)[KS_WG][4], u32 q_base) {
   }
 }
 
-/* The planers (threads tid of nthr) write K's small plane: the same swizzled
- * positions as K, 16 bytes per thread and step (conflict-free). */
-__device__ __forceinline__ void split_k(u32 k, u32 ks, int tid, int nthr) {
-#pragma unroll 1
-  for (int c = tid; c < KV_BYTES / 16; c += nthr) {
-    const u32 off = c * 16;
+/* Both consumer warpgroups (256 threads) write K's small plane: the same
+ * swizzled positions as K, 16 bytes per thread and step (conflict-free). */
+__device__ __forceinline__ void split_k(u32 k, u32 ks) {
+  asm volatile("" : "+r"(k), "+r"(ks)); /* formed here each time (see issue_s) */
+  const u32 tid = threadIdx.x - 128;
+#pragma unroll
+  for (int i = 0; i < KV_BYTES / 16 / 256; ++i) {
+    const u32 off = (i * 256 + tid) * 16;
     u32 x[4];
     ld_shared_v4(k + off, x);
 #pragma unroll
@@ -491,7 +483,7 @@ __device__ __forceinline__ void split_k(u32 k, u32 ks, int tid, int nthr) {
 }
 
 /*
- * The planers write V^T (and, 3xTF32, its small half) from the
+ * Both consumer warpgroups write V^T (and, 3xTF32, its small half) from the
  * raw V tile at v (TMA's layout: CB column blocks of BN key rows x 128
  * bytes, swizzled), zeroing keys >= kv_valid (rows past the sequence's end
  * hold the next sequence's values, and P's zeros times an Inf there would be
@@ -507,12 +499,17 @@ __device__ __forceinline__ void split_k(u32 k, u32 ks, int tid, int nthr) {
  * version gave each lane four columns instead and its writes a 4-way bank
  * conflict: the transpose then cost more shared-memory wavefronts than S.
  */
-__device__ __forceinline__ void transpose_v(u32 v, u32 vt, u32 vts, int kv_valid, int tid,
-                                            int nthr) {
+__device__ __forceinline__ void transpose_v(u32 v, u32 vt, u32 vts, int kv_valid) {
   constexpr int TASKS = BN / 4 * DP;
-  static_assert(DP % 32 == 0, "flash_sm90 fp32: V transpose tasks");
-#pragma unroll 1
-  for (int task = tid; task < TASKS; task += nthr) {
+  static_assert(TASKS % 256 == 0 && DP % 32 == 0, "flash_sm90 fp32: V transpose tasks");
+  /* Formed here each time, not hoisted out of the key loop (see issue_s). */
+  asm volatile("" : "+r"(v), "+r"(vt), "+r"(vts));
+  const u32 tid = threadIdx.x - 128;
+  /* Two tasks per iteration: unrolled fully, ptxas issued every task's reads
+   * up front and spilled next to O, P and Q's small half. */
+#pragma unroll 2
+  for (int it = 0; it < TASKS / 256; ++it) {
+    const int task = it * 256 + tid;
     const int n = task % DP, kq = task / DP, q = kq / 2, e = kq % 2;
     const u32 col = (n / 32) * BN * 128 + (n % 4) * 4;
     float x[4];
@@ -536,6 +533,12 @@ __device__ __forceinline__ void transpose_v(u32 v, u32 vt, u32 vts, int kv_valid
   }
 }
 
+/* Generic-proxy writes of shared memory (the planes above) made visible to
+ * wgmma (the async proxy), then both consumer warpgroups meet at `id`. */
+__device__ __forceinline__ void planes_ready(int id) {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory");
+}
 
 /* What the masking and softmax of one key tile need (per thread). */
 typedef struct tile_ctx_s {
@@ -653,64 +656,6 @@ __device__ __forceinline__ void pack_p(const float (&sc)[BN / 2], u32 (&pf)[BN /
 #endif
 }
 
-/* fp32: the planers (warps 1-3 of the producer warpgroup) follow the same
- * units and key tiles as the consumers and write, for each tile the
- * consumers compute (not the fully masked ones they skip), K's small plane
- * and the V^T planes, so that work overlaps the consumers' GEMMs instead of
- * sitting between them (a first version had the consumers do it: 10-15%
- * slower, H100). Each plane has one buffer: K(j)'s is written once every
- * consumer warp's S(j - 1) is done (KS_EMPTY) and K(j) landed; V(j)^T once
- * P V(j - 1) is done (VT_EMPTY) and V(j) landed. The raw K and V buffers
- * count the planers among their releasers. */
-__device__ __forceinline__ void plan(const jsdpa_params_t& p, u32 bars, u32 s_k, u32 s_v,
-                                     u32 s_ks, u32 s_vt, u32 s_vts, const volatile int* ring) {
-  const int num_work = p.schedule->num_work;
-  const int units = num_work * p.heads;
-  auto bar = [&](int i) { return bars + 8 * i; };
-  const int lane = threadIdx.x & 31, tid = threadIdx.x - 32, nthr = 32 * PLANER_WARPS;
-  int kv_it = 0, pl_it = 0;
-  for (int i = 0;; ++i) {
-    const int slot = i & 1;
-    mbar_wait(bar(BAR_UNIT_FULL + slot), (i >> 1) & 1);
-    const int u = ring[slot];
-    __syncwarp();
-    if (lane == 0) mbar_arrive(bar(BAR_UNIT_EMPTY + slot));
-    if (u >= units) return;
-    const unit_t w = describe(p, u, num_work);
-    if (w.n_tiles == 0) continue;
-    /* The consumers' skip (wide: both warpgroups have the unit's rows). */
-    int skip = w.n_tiles;
-    const int n_end = keys_end(w.lk, w.diag, p.window_right, w.m0 + w.rows - 1);
-    if (n_end > 0) skip = min(w.n_tiles, w.t_last - (n_end - 1) / BN);
-    for (int j = 0; j < w.n_tiles; ++j, ++kv_it) {
-      const int s = kv_it % STAGES;
-      const u32 phase = (kv_it / STAGES) & 1;
-      const bool mine = j >= skip;
-      mbar_wait(bar(BAR_K_FULL + s), phase);
-      if (mine && PASSES == 3) {
-        mbar_wait(bar(BAR_KS_EMPTY), (pl_it & 1) ^ 1);
-        split_k(s_k + s * KV_BYTES, s_ks, tid, nthr);
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-        __syncwarp();
-        if (lane == 0) mbar_arrive(bar(BAR_KS_FULL));
-      }
-      __syncwarp();
-      if (lane == 0) mbar_arrive(bar(BAR_K_EMPTY + s));
-      mbar_wait(bar(BAR_V_FULL + s), phase);
-      if (mine) {
-        mbar_wait(bar(BAR_VT_EMPTY), (pl_it & 1) ^ 1);
-        transpose_v(s_v + s * KV_BYTES, s_vt, s_vts, w.lk - (w.t_last - j) * BN, tid, nthr);
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-        __syncwarp();
-        if (lane == 0) mbar_arrive(bar(BAR_VT_FULL));
-        ++pl_it;
-      }
-      __syncwarp();
-      if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + s));
-    }
-  }
-}
-
 __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s_q, u32 s_k,
                                         u32 s_v, u32 s_x, const volatile int* ring) {
   const int num_work = p.schedule->num_work;
@@ -732,7 +677,6 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
   if (pingpong && wg == 1) turn_pass(wg);
   if (WIDE) x_free_pass(wg);
   int kv_it = 0, q_it = 0;
-  int pl_it = 0; /* fp32: key tiles whose planes this warpgroup has used */
   for (int i = 0;; ++i) {
     const int slot = i & 1;
     mbar_wait(bar(BAR_UNIT_FULL + slot), (i >> 1) & 1);
@@ -796,7 +740,12 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
       /* S(j) = Q K(j)^T: issued and committed here, waited for by the caller. */
       auto issue_tile_s = [&](int it) {
         mbar_wait(bar(BAR_K_FULL + it % STAGES), (it / STAGES) & 1);
-        if (F32 && PASSES == 3) mbar_wait(bar(BAR_KS_FULL), pl_it & 1); /* K(j)'s small plane */
+        if constexpr (F32 && PASSES == 3) {
+          /* K(j)'s small plane. Both warpgroups finished S(j - 1), which read
+           * the plane, before either passed the exchange of tile j - 1. */
+          split_k(s_k + (it % STAGES) * KV_BYTES, s_ks);
+          planes_ready(4);
+        }
         wgmma_fence();
         if constexpr (F32)
           issue_s_f32(sc, q_base, s_k + (it % STAGES) * KV_BYTES + k_col0, s_ks + k_col0, qsm);
@@ -809,18 +758,23 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         __syncwarp();
         if (lane == 0) {
           mbar_arrive(bar(BAR_K_EMPTY + it % STAGES));
-          if (F32 && PASSES == 3) mbar_arrive(bar(BAR_KS_EMPTY));
           if (last) mbar_arrive(bar(BAR_Q_EMPTY + qs));
         }
       };
 
-      /* O += P(j) V(j), 16 keys per wgmma (issued and committed). fp32: from
-       * the V^T planes, into a fresh partial, 8 keys per wgmma. */
+      /* O += P(j) V(j), 16 keys per wgmma (issued and committed). fp32: V(j)
+       * (keys from n0) into the V^T planes first, and P(j) V(j) into a fresh
+       * partial, 8 keys per wgmma. */
       auto issue_pv = [&](int it, int n0) {
         mbar_wait(bar(BAR_V_FULL + it % STAGES), (it / STAGES) & 1);
         if constexpr (F32) {
-          (void)n0;
-          mbar_wait(bar(BAR_VT_FULL), pl_it & 1); /* V(j)^T, from the planers */
+          /* Both warpgroups finished P V(j - 1), which read the planes, before
+           * either passed the exchange of tile j. The raw V buffer is free
+           * once this warp has read its part of it. */
+          transpose_v(s_v + (it % STAGES) * KV_BYTES, s_vt, s_vts, w.lk - n0);
+          __syncwarp();
+          if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + it % STAGES));
+          planes_ready(9);
           wgmma_fence();
           /* (Bases laundered as in issue_s: their descriptors are loop-invariant.) */
           u32 vt = s_vt + wg * DO * 128, vts = s_vts + wg * DO * 128;
@@ -847,19 +801,13 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
           gemm<DO>::rs(o, pf[k], smem_desc(v_base + k * 16 * 128, BN * 128), 1);
         wgmma_commit();
       };
-      /* After P(j) V(j) completed: V(j)'s buffer is free (fp32: and the V^T
-       * planes; the partial joins O). */
+      /* After P(j) V(j) completed: V(j)'s buffer is free (fp32: it was
+       * released after the transpose; the partial joins O). */
       auto release_v = [&](int it) {
         if constexpr (F32) {
           fence_regs(part);
           fence_frags(pf);
           fence_frags(ps);
-          __syncwarp();
-          if (lane == 0) {
-            mbar_arrive(bar(BAR_VT_EMPTY));
-            mbar_arrive(bar(BAR_V_EMPTY + it % STAGES));
-          }
-          ++pl_it;
 #pragma unroll
           for (int e = 0; e < DO / 2; ++e) o[e] += part[e];
           return;
@@ -1044,7 +992,7 @@ extern "C" __global__ void __launch_bounds__(jsdpa_sm90::THREADS, 1)
   if (threadIdx.x == 0) {
     for (int i = 0; i < 2; ++i) {
       mbar_init(bars + 8 * (BAR_UNIT_FULL + i), 1);
-      mbar_init(bars + 8 * (BAR_UNIT_EMPTY + i), RELEASERS);
+      mbar_init(bars + 8 * (BAR_UNIT_EMPTY + i), CONSUMER_WARPS);
     }
     for (int i = 0; i < Q_STAGES; ++i) {
       mbar_init(bars + 8 * (BAR_Q_FULL + i), 1);
@@ -1052,14 +1000,10 @@ extern "C" __global__ void __launch_bounds__(jsdpa_sm90::THREADS, 1)
     }
     for (int s = 0; s < STAGES; ++s) {
       mbar_init(bars + 8 * (BAR_K_FULL + s), 1);
-      mbar_init(bars + 8 * (BAR_K_EMPTY + s), RELEASERS);
+      mbar_init(bars + 8 * (BAR_K_EMPTY + s), CONSUMER_WARPS);
       mbar_init(bars + 8 * (BAR_V_FULL + s), 1);
-      mbar_init(bars + 8 * (BAR_V_EMPTY + s), RELEASERS);
+      mbar_init(bars + 8 * (BAR_V_EMPTY + s), CONSUMER_WARPS);
     }
-    mbar_init(bars + 8 * BAR_KS_FULL, PLANER_WARPS > 0 ? PLANER_WARPS : 1);
-    mbar_init(bars + 8 * BAR_KS_EMPTY, CONSUMER_WARPS);
-    mbar_init(bars + 8 * BAR_VT_FULL, PLANER_WARPS > 0 ? PLANER_WARPS : 1);
-    mbar_init(bars + 8 * BAR_VT_EMPTY, CONSUMER_WARPS);
     /* The barriers are written by the generic proxy and completed by TMA. */
     asm volatile("fence.mbarrier_init.release.cluster;\nfence.proxy.async.shared::cta;\n" ::
                      : "memory");
@@ -1072,9 +1016,6 @@ extern "C" __global__ void __launch_bounds__(jsdpa_sm90::THREADS, 1)
       asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)&a.k) : "memory");
       asm volatile("prefetch.tensormap [%0];\n" ::"l"((u64)&a.v) : "memory");
       produce(a, bars, s_q, s_k, s_v, ring);
-    } else if (F32 && threadIdx.x >= 32) {
-      plan(a.p, bars, s_k, s_v, s_x + X_BYTES, s_x + X_BYTES + KS_BYTES,
-           s_x + X_BYTES + KS_BYTES + KV_BYTES, ring);
     }
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(CONSUMER_REGS));
