@@ -467,6 +467,11 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
             "efficient tiles of %d warps (the wgmma template) take %s head dims up to %d, got %d",
             v->tile.warps, v->dtype == JSDPA_GEN_DTYPE_FP32 ? "fp32" : "fp16/bf16", wide_max,
             v->head_dim);
+  if (wide && v->tf32 && v->dtype == JSDPA_GEN_DTYPE_FP32)
+    PROBLEM(FIELD_TF32,
+            "efficient tiles of %d warps (the wgmma template) run fp32 as 3xTF32 only; tf32 "
+            "(one pass) runs the family's other tiles",
+            v->tile.warps);
   if (wide && d_ok && v->head_dim <= wide_max && v->head_dim_v != v->head_dim &&
       v->head_dim_v >= lim->head_dim_min && v->head_dim_v <= lim->head_dim_max)
     PROBLEM(FIELD_HEAD_DIM_V,

@@ -9,8 +9,8 @@
  * On sm_90a, fp16/bf16 calls with equal head dims past 256 (up to 512) and
  * fp32 calls with equal head dims up to 128 run the Hopper template wide
  * instead (templates/flash_sm90.cu: wgmma and TMA, two consumer warpgroups
- * splitting the head dim of one 64-row tile; fp32 as tf32 wgmma, three passes
- * unless TF32 is opted into); JSDPA_EFFICIENT_SM80=1 keeps efficient.cu.
+ * splitting the head dim of one 64-row tile; fp32 as 3xTF32 wgmma, and a TF32
+ * opt-in stays on efficient.cu); JSDPA_EFFICIENT_SM80=1 keeps efficient.cu.
  *
  * Launch: the persistent grid of the flash backend (backend_tiled.c); a unit
  * is (output slice, work item, head), so units = work items x heads x slices. */
@@ -32,6 +32,11 @@ static bool efficient_sm90_usable(const jsdpa_context_t* ctx, const jsdpa_call_t
     return false;
   }
   const bool f32 = call->q.dtype == JSDPA_DTYPE_FP32;
+  if (f32 && call->options.precision == JSDPA_PRECISION_TF32) {
+    snprintf(why, capacity,
+             "fp32 with TF32 opted in runs efficient.cu (the wgmma template runs 3xTF32 only)");
+    return false;
+  }
   /* fp32 up to head dim 64 runs faster on efficient.cu (H100, 2026-11-26,
    * bench/NOTES.md: long d64 67 vs 53 TFLOP/s): its fixed cost per key tile
    * (the exchange, the softmax, the V transpose) weighs double there. */

@@ -91,7 +91,9 @@ constexpr bool WIDE = true;
 constexpr bool WIDE = false;
 #endif
 /* fp32 (wide only, head dims up to 128): tf32 wgmma, three passes per
- * product (3xTF32, see F32 below) unless the caller opted into one TF32 pass. */
+ * product (3xTF32, see F32 below). A caller's TF32 opt-in runs efficient.cu:
+ * here one pass would read the operands truncated, not rounded, and measured
+ * outside the TF32 bound (H100, gpu_test_efficient). */
 #if defined(JSDPA_DTYPE_FP32)
 constexpr bool F32 = true;
 #else
@@ -168,8 +170,8 @@ static_assert(D >= 1 && D <= (WIDE ? 512 : 256),
               "flash_sm90: head dim must be in 1..256 (wide, the efficient family: 1..512)");
 static_assert(!WIDE || (NWG == 2 && BM == 64 && BN == 64 && DO <= 256),
               "flash_sm90 wide: two consumer warpgroups on one 64 x 64 tile, <= 256 columns each");
-static_assert(!F32 || (WIDE && D <= 128 && STAGES == 1 && (DO == 32 || DO == 64)),
-              "flash_sm90 fp32: wide, head dim up to 128, one K/V stage");
+static_assert(!F32 || (WIDE && D <= 128 && STAGES == 1 && (DO == 32 || DO == 64) && PASSES == 3),
+              "flash_sm90 fp32: wide, 3xTF32, head dim up to 128, one K/V stage");
 static_assert(JSDPA_WARPS == 12 || JSDPA_WARPS == 16,
               "flash_sm90: a producer and two or three consumer warpgroups (12 or 16 warps)");
 static_assert(BM == (WIDE ? 64 : 64 * NWG), "flash_sm90: block_m is 64 rows per consumer warpgroup");
@@ -533,13 +535,6 @@ __device__ __forceinline__ void transpose_v(u32 v, u32 vt, u32 vts, int kv_valid
   }
 }
 
-/* Generic-proxy writes of shared memory (the planes above) made visible to
- * wgmma (the async proxy), then both consumer warpgroups meet at `id`. */
-__device__ __forceinline__ void planes_ready(int id) {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-  asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory");
-}
-
 /* What the masking and softmax of one key tile need (per thread). */
 typedef struct tile_ctx_s {
   int row;      /* this thread's first row in its sequence (the other is row + 8) */
@@ -740,17 +735,8 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
       /* S(j) = Q K(j)^T: issued and committed here, waited for by the caller. */
       auto issue_tile_s = [&](int it) {
         mbar_wait(bar(BAR_K_FULL + it % STAGES), (it / STAGES) & 1);
-        if constexpr (F32 && PASSES == 3) {
-          /* K(j)'s small plane. Both warpgroups finished S(j - 1), which read
-           * the plane, before either passed the exchange of tile j - 1. */
-          split_k(s_k + (it % STAGES) * KV_BYTES, s_ks);
-          planes_ready(4);
-        }
         wgmma_fence();
-        if constexpr (F32)
-          issue_s_f32(sc, q_base, s_k + (it % STAGES) * KV_BYTES + k_col0, s_ks + k_col0, qsm);
-        else
-          issue_s(sc, q_base, s_k + (it % STAGES) * KV_BYTES + k_col0);
+        issue_s(sc, q_base, s_k + (it % STAGES) * KV_BYTES + k_col0);
         wgmma_commit();
       };
       /* After S(j) completed: K(j)'s buffer, and Q's after the unit's last tile, are free. */
@@ -762,37 +748,9 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         }
       };
 
-      /* O += P(j) V(j), 16 keys per wgmma (issued and committed). fp32: V(j)
-       * (keys from n0) into the V^T planes first, and P(j) V(j) into a fresh
-       * partial, 8 keys per wgmma. */
-      auto issue_pv = [&](int it, int n0) {
+      /* O += P(j) V(j), 16 keys per wgmma (issued and committed). */
+      auto issue_pv = [&](int it) {
         mbar_wait(bar(BAR_V_FULL + it % STAGES), (it / STAGES) & 1);
-        if constexpr (F32) {
-          /* Both warpgroups finished P V(j - 1), which read the planes, before
-           * either passed the exchange of tile j. The raw V buffer is free
-           * once this warp has read its part of it. */
-          transpose_v(s_v + (it % STAGES) * KV_BYTES, s_vt, s_vts, w.lk - n0);
-          __syncwarp();
-          if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + it % STAGES));
-          planes_ready(9);
-          wgmma_fence();
-          /* (Bases laundered as in issue_s: their descriptors are loop-invariant.) */
-          u32 vt = s_vt + wg * DO * 128, vts = s_vts + wg * DO * 128;
-          asm volatile("" : "+r"(vt), "+r"(vts));
-#pragma unroll
-          for (int k = 0; k < PK; ++k) {
-            const u32 off = (k / 4) * DP * 128 + (k % 4) * 32;
-            if (PASSES == 3) {
-              gemm<DO>::rs(part, ps[PASSES == 3 ? k : 0], smem_desc(vt + off, 16), k);
-              gemm<DO>::rs(part, pf[k], smem_desc(vts + off, 16), 1);
-              gemm<DO>::rs(part, pf[k], smem_desc(vt + off, 16), 1);
-            } else {
-              gemm<DO>::rs(part, pf[k], smem_desc(vt + off, 16), k);
-            }
-          }
-          wgmma_commit();
-          return;
-        }
         wgmma_fence();
         /* Wide: this warpgroup's output columns are V's column blocks from wg * CB / 2. */
         const u32 v_base = s_v + (it % STAGES) * KV_BYTES + (WIDE ? wg * (CB / 2) * BN * 128 : 0);
@@ -801,17 +759,8 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
           gemm<DO>::rs(o, pf[k], smem_desc(v_base + k * 16 * 128, BN * 128), 1);
         wgmma_commit();
       };
-      /* After P(j) V(j) completed: V(j)'s buffer is free (fp32: it was
-       * released after the transpose; the partial joins O). */
+      /* After P(j) V(j) completed: V(j)'s buffer is free. */
       auto release_v = [&](int it) {
-        if constexpr (F32) {
-          fence_regs(part);
-          fence_frags(pf);
-          fence_frags(ps);
-#pragma unroll
-          for (int e = 0; e < DO / 2; ++e) o[e] += part[e];
-          return;
-        }
         fence_regs(o);
         fence_frags(pf);
         __syncwarp();
@@ -857,7 +806,66 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
       }
       const int n_mine = w.n_tiles - skip, t_first = w.t_last - skip;
       if (pingpong && n_mine == 0) turn_wait(wg), turn_pass(wg);
-      if (n_mine > 0) {
+      if (F32 && n_mine > 0) {
+        /* fp32 (wide, one K/V buffer). The consumers write the planes
+         * themselves (three producer warps doing it were slower: the
+         * transpose became the critical path), each under a GEMM: V(j)^T
+         * while S(j) runs, K(j + 1)'s small plane while P V(j) runs.
+         * Barrier 4 (both warpgroups) opens tile j: K(j)'s small plane is
+         * written, and both finished P V(j - 1), so V^T may be rewritten.
+         * The exchange of tile j publishes V(j)^T (written before it) and
+         * shows both finished S(j), so K's small plane may be rewritten. */
+        auto split_next = [&](int it) {
+          mbar_wait(bar(BAR_K_FULL + it % STAGES), (it / STAGES) & 1);
+          if (PASSES == 3) {
+            split_k(s_k + (it % STAGES) * KV_BYTES, s_ks);
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+          }
+        };
+        split_next(kv_it);
+        for (int j = 0; j < n_mine; ++j, ++kv_it) {
+          const int n0 = (t_first - j) * BN;
+          asm volatile("bar.sync 4, 256;\n" ::: "memory");
+          wgmma_fence();
+          issue_s_f32(sc, q_base, s_k + (kv_it % STAGES) * KV_BYTES + k_col0, s_ks + k_col0, qsm);
+          wgmma_commit();
+          /* V(j)^T (keys past the sequence's end zeroed); the raw V buffer is
+           * free once this warp has read its part. */
+          mbar_wait(bar(BAR_V_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
+          transpose_v(s_v + (kv_it % STAGES) * KV_BYTES, s_vt, s_vts, w.lk - n0);
+          asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+          __syncwarp();
+          if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + kv_it % STAGES));
+          wgmma_wait<0>();
+          fence_regs(sc);
+          release_k(kv_it, j + 1 == n_mine);
+          exchange_s(sc, s_x, wg);
+          softmax_tile(sc, row_max, row_sum, corr, tc, n0);
+          rescale(); /* (O is zero at the first tile) */
+          /* P V(j) into a fresh partial, added to O once it completed. */
+          wgmma_fence();
+          {
+            /* (Bases laundered as in issue_s: their descriptors are loop-invariant.) */
+            u32 vt = s_vt + wg * DO * 128, vts = s_vts + wg * DO * 128;
+            asm volatile("" : "+r"(vt), "+r"(vts));
+#pragma unroll
+            for (int k = 0; k < PK; ++k) {
+              const u32 off = (k / 4) * DP * 128 + (k % 4) * 32;
+              gemm<DO>::rs(part, ps[PASSES == 3 ? k : 0], smem_desc(vt + off, 16), k);
+              gemm<DO>::rs(part, pf[k], smem_desc(vts + off, 16), 1);
+              gemm<DO>::rs(part, pf[k], smem_desc(vt + off, 16), 1);
+            }
+          }
+          wgmma_commit();
+          if (j + 1 < n_mine) split_next(kv_it + 1);
+          wgmma_wait<0>();
+          fence_regs(part);
+          fence_frags(pf);
+          fence_frags(ps);
+#pragma unroll
+          for (int e = 0; e < DO / 2; ++e) o[e] += part[e];
+        }
+      } else if (n_mine > 0) {
         if (pingpong) turn_wait(wg);
         issue_tile_s(kv_it);
         if (pingpong) turn_pass(wg);
@@ -904,7 +912,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
           if (OVERLAP) {
             if (pingpong) turn_wait(wg);
             issue_tile_s(kv_it + 1);
-            issue_pv(kv_it, (t_first - j) * BN);
+            issue_pv(kv_it);
             if (pingpong) turn_pass(wg);
             wgmma_wait<1>();
             fence_regs(sc);
@@ -913,7 +921,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
             wgmma_wait<0>();
             release_v(kv_it);
           } else {
-            issue_pv(kv_it, (t_first - j) * BN);
+            issue_pv(kv_it);
             wgmma_wait<0>();
             release_v(kv_it);
             issue_tile_s(kv_it + 1);
@@ -926,7 +934,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
           rescale();
         }
         if (pingpong) turn_wait(wg);
-        issue_pv(kv_it, (t_first - n_mine + 1) * BN);
+        issue_pv(kv_it);
         if (pingpong) turn_pass(wg);
         wgmma_wait<0>();
         release_v(kv_it);
