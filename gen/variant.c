@@ -244,17 +244,18 @@ int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* v) {
   const jsdpa_gen_tile_t* t = &v->tile;
   /* flash_sm90.cu: 128-byte rows (head dim padded to one; wide, the efficient
    * family's, to two) plus 1 KiB to align them; wide adds the two warpgroups'
-   * partial scores (64 x block_n fp32 each), fp32 K's small plane (3xTF32)
-   * and the V^T planes (one, or two for 3xTF32). */
+   * partial scores (64 x block_n fp32 each); fp32 (3xTF32) has `stages` K
+   * buffers but one V buffer, K's small plane (which also holds the partial
+   * scores) and the two V^T planes. */
   if (jsdpa_gen_uses_flash_sm90(v)) {
     const bool wide = v->family == JSDPA_GEN_FAMILY_EFFICIENT;
-    const bool f32 = v->dtype == JSDPA_GEN_DTYPE_FP32, three = f32 && !v->tf32;
+    const bool f32 = v->dtype == JSDPA_GEN_DTYPE_FP32;
     const int64_t es = f32 ? 4 : 2, epr = 128 / es, pad = wide ? 2 * epr : epr;
     const int64_t row = (v->head_dim + pad - 1) / pad * pad * es, q = t->block_m * row;
     const int64_t tile = (int64_t)t->block_n * row;
-    const int64_t kv = 2 * (int64_t)t->stages * tile + 1024;
-    const int64_t x = wide ? 2 * 64 * (int64_t)t->block_n * 4 : 0;
-    const int64_t planes = f32 ? (three ? 3 : 1) * tile : 0;
+    const int64_t kv = ((int64_t)t->stages + (f32 ? 1 : t->stages)) * tile + 1024;
+    const int64_t x = wide && !f32 ? 2 * 64 * (int64_t)t->block_n * 4 : 0;
+    const int64_t planes = f32 ? 3 * tile : 0;
     const int64_t rest = kv + x + planes;
     return (2 * q + rest <= 227 * 1024 ? 2 : 1) * q + rest; /* Q double-buffered if it fits */
   }
@@ -453,26 +454,28 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
   if (wide && allowed(lim->block_n, v->tile.block_n) && v->tile.block_n != 64)
     PROBLEM(FIELD_BLOCK_N, "efficient tiles of %d warps (the wgmma template) need block_n 64, got %d",
             v->tile.warps, v->tile.block_n);
-  if (wide && allowed(lim->stages, v->tile.stages) && v->tile.stages != 1)
+  if (wide && v->dtype != JSDPA_GEN_DTYPE_FP32 && allowed(lim->stages, v->tile.stages) &&
+      v->tile.stages != 1)
     PROBLEM(FIELD_STAGES,
-            "efficient tiles of %d warps (the wgmma template) need stages 1 (one K and one V "
-            "buffer of up to 64 KiB each), got %d",
+            "efficient tiles of %d warps (the wgmma template) need stages 1 for fp16/bf16 (one K "
+            "and one V buffer of up to 64 KiB each), got %d",
             v->tile.warps, v->tile.stages);
   /* At most one problem per field (the callers' arrays): these only where the
    * family's range checks above passed. fp32 runs tf32 wgmma with K's and
    * V^T's planes beside the tiles: head dims up to 128. */
-  const int wide_max = v->dtype == JSDPA_GEN_DTYPE_FP32 ? 128 : 512;
-  if (wide && d_ok && v->head_dim > wide_max)
+  const bool wide_f32 = v->dtype == JSDPA_GEN_DTYPE_FP32;
+  const int wide_min = wide_f32 ? 65 : 1, wide_max = wide_f32 ? 128 : 512;
+  if (wide && d_ok && (v->head_dim < wide_min || v->head_dim > wide_max))
     PROBLEM(FIELD_HEAD_DIM,
-            "efficient tiles of %d warps (the wgmma template) take %s head dims up to %d, got %d",
-            v->tile.warps, v->dtype == JSDPA_GEN_DTYPE_FP32 ? "fp32" : "fp16/bf16", wide_max,
-            v->head_dim);
+            "efficient tiles of %d warps (the wgmma template) take %s head dims %d..%d, got %d",
+            v->tile.warps, wide_f32 ? "fp32" : "fp16/bf16", wide_min, wide_max, v->head_dim);
   if (wide && v->tf32 && v->dtype == JSDPA_GEN_DTYPE_FP32)
     PROBLEM(FIELD_TF32,
             "efficient tiles of %d warps (the wgmma template) run fp32 as 3xTF32 only; tf32 "
             "(one pass) runs the family's other tiles",
             v->tile.warps);
-  if (wide && d_ok && v->head_dim <= wide_max && v->head_dim_v != v->head_dim &&
+  if (wide && d_ok && v->head_dim >= wide_min && v->head_dim <= wide_max &&
+      v->head_dim_v != v->head_dim &&
       v->head_dim_v >= lim->head_dim_min && v->head_dim_v <= lim->head_dim_max)
     PROBLEM(FIELD_HEAD_DIM_V,
             "efficient tiles of %d warps (the wgmma template) need head_dim_v == head_dim; "

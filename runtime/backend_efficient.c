@@ -64,11 +64,12 @@ static jsdpa_gen_variant_t efficient_variant(const jsdpa_context_t* ctx, const j
   v.tf32 = call->q.dtype == JSDPA_DTYPE_FP32 && call->options.precision == JSDPA_PRECISION_TF32;
   char why[JSDPA_REASON_CAPACITY];
   if (efficient_sm90_usable(ctx, call, why, sizeof(why))) {
-    /* 64 query rows, 64 keys, one K and one V buffer: at d512 (and fp32
-     * d128 with its planes) that is 225 KiB of the 227 a block may have
-     * (jsdpa_gen_smem_bytes). */
+    /* 64 query rows, 64 keys, one K and one V buffer (fp32: two K buffers
+     * and its planes): at d512 and at fp32 d128 that is 225 KiB of the 227 a
+     * block may have (jsdpa_gen_smem_bytes). */
     jsdpa_gen_variant_t w = v;
-    w.tile = (jsdpa_gen_tile_t){64, 64, JSDPA_GEN_FLASH_SM90_WARPS, 1};
+    w.tile = (jsdpa_gen_tile_t){64, 64, JSDPA_GEN_FLASH_SM90_WARPS,
+                                call->q.dtype == JSDPA_DTYPE_FP32 ? 2 : 1};
     if (jsdpa_gen_variant_check(&w, NULL, 0) && jsdpa_tiled_fits(ctx, &w, NULL, 0)) {
       if (out_tuned) *out_tuned = false;
       return w;

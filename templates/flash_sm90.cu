@@ -117,14 +117,19 @@ constexpr int KS_WG = (WIDE ? DP / 2 : DP) / KSTEP; /* k steps of S per warpgrou
 constexpr int BM = JSDPA_BLOCK_M;
 constexpr int BN = JSDPA_BLOCK_N;
 constexpr int STAGES = JSDPA_STAGES;
+/* K and V buffers. fp32 keeps one V buffer (its transpose copies V(j) out
+ * of it early) and spends the shared memory on STAGES K buffers. */
+constexpr int KST = STAGES;
+constexpr int VST = F32 ? 1 : STAGES;
 constexpr int THREADS = JSDPA_WARPS * 32;
 constexpr int Q_BYTES = BM * DP * ES;
 constexpr int KV_BYTES = BN * DP * ES; /* one K or one V buffer */
 /* Swizzled operands must start on 1024-byte boundaries (the 8-row swizzle
  * atom); dynamic shared memory is aligned by hand, hence the slack. */
-constexpr int KV_SMEM = 2 * STAGES * KV_BYTES + 1024;
-/* Wide: each warpgroup's partial S (64 x BN fp32) for the other to add. */
-constexpr int X_BYTES = WIDE ? 2 * 64 * BN * 4 : 0;
+constexpr int KV_SMEM = (KST + VST) * KV_BYTES + 1024;
+/* Wide: each warpgroup's partial S (64 x BN fp32) for the other to add
+ * (fp32: in K's small plane, see exchange_s). */
+constexpr int X_BYTES = WIDE && !F32 ? 2 * 64 * BN * 4 : 0;
 /* fp32 (F32), 3xTF32. A tf32 operand is an fp32 value whose 13 low mantissa
  * bits the tensor core ignores (truncation), so x = big + small with big = x
  * as stored and small = x - trunc(x) (exact, then itself truncated: ~21 of 24
@@ -170,8 +175,8 @@ static_assert(D >= 1 && D <= (WIDE ? 512 : 256),
               "flash_sm90: head dim must be in 1..256 (wide, the efficient family: 1..512)");
 static_assert(!WIDE || (NWG == 2 && BM == 64 && BN == 64 && DO <= 256),
               "flash_sm90 wide: two consumer warpgroups on one 64 x 64 tile, <= 256 columns each");
-static_assert(!F32 || (WIDE && D <= 128 && STAGES == 1 && (DO == 32 || DO == 64) && PASSES == 3),
-              "flash_sm90 fp32: wide, 3xTF32, head dim up to 128, one K/V stage");
+static_assert(!F32 || (WIDE && D <= 128 && DP == 128 && PASSES == 3),
+              "flash_sm90 fp32: wide, 3xTF32, head dims 65..128");
 static_assert(JSDPA_WARPS == 12 || JSDPA_WARPS == 16,
               "flash_sm90: a producer and two or three consumer warpgroups (12 or 16 warps)");
 static_assert(BM == (WIDE ? 64 : 64 * NWG), "flash_sm90: block_m is 64 rows per consumer warpgroup");
@@ -187,10 +192,10 @@ enum {
   BAR_Q_FULL = 4,                /* Q_STAGES: Q landed (TMA byte count) */
   BAR_Q_EMPTY = 4 + Q_STAGES,    /* Q_STAGES: every consumer warp is done reading Q */
   BAR_K_FULL = 4 + 2 * Q_STAGES, /* STAGES each */
-  BAR_K_EMPTY = BAR_K_FULL + STAGES,
-  BAR_V_FULL = BAR_K_FULL + 2 * STAGES,
-  BAR_V_EMPTY = BAR_K_FULL + 3 * STAGES,
-  BAR_COUNT = BAR_K_FULL + 4 * STAGES,
+  BAR_K_EMPTY = BAR_K_FULL + KST,
+  BAR_V_FULL = BAR_K_FULL + 2 * KST, /* VST each */
+  BAR_V_EMPTY = BAR_V_FULL + VST,
+  BAR_COUNT = BAR_V_FULL + 2 * VST,
 };
 constexpr int CONSUMER_WARPS = 4 * NWG;
 
@@ -368,17 +373,16 @@ __device__ __forceinline__ void produce(const jsdpa_flash_sm90_params_t& a, u32 
                   bar(BAR_Q_FULL + qs));
     ++q_it;
     for (int j = 0; j < w.n_tiles; ++j, ++kv_it) {
-      const int s = kv_it % STAGES;
-      const u32 phase = (kv_it / STAGES) & 1;
+      const int sk = kv_it % KST, sv = kv_it % VST;
       const int n0 = (w.t_last - j) * BN, token = w.kv_begin + n0;
-      mbar_wait(bar(BAR_K_EMPTY + s), phase ^ 1);
-      mbar_expect_tx(bar(BAR_K_FULL + s), KV_BYTES);
-      load_tile<BN>(s_k + s * KV_BYTES, &a.k, &a.k_rows, w.kv_head, token, w.lk - n0,
-                    bar(BAR_K_FULL + s));
-      mbar_wait(bar(BAR_V_EMPTY + s), phase ^ 1);
-      mbar_expect_tx(bar(BAR_V_FULL + s), KV_BYTES);
-      load_tile<BN>(s_v + s * KV_BYTES, &a.v, &a.v_rows, w.kv_head, token, w.lk - n0,
-                    bar(BAR_V_FULL + s));
+      mbar_wait(bar(BAR_K_EMPTY + sk), ((kv_it / KST) & 1) ^ 1);
+      mbar_expect_tx(bar(BAR_K_FULL + sk), KV_BYTES);
+      load_tile<BN>(s_k + sk * KV_BYTES, &a.k, &a.k_rows, w.kv_head, token, w.lk - n0,
+                    bar(BAR_K_FULL + sk));
+      mbar_wait(bar(BAR_V_EMPTY + sv), ((kv_it / VST) & 1) ^ 1);
+      mbar_expect_tx(bar(BAR_V_FULL + sv), KV_BYTES);
+      load_tile<BN>(s_v + sv * KV_BYTES, &a.v, &a.v_rows, w.kv_head, token, w.lk - n0,
+                    bar(BAR_V_FULL + sv));
     }
   }
 }
@@ -407,15 +411,20 @@ __device__ __forceinline__ void turn_pass(int wg) {
  *    may overwrite it with the next tile's partial. Each warpgroup arrives
  *    once up front (X starts free), so arrivals and syncs alternate.
  * Floating-point addition is commutative: both warpgroups get the same sum,
- * hence the same maxima, P and row sums. */
+ * hence the same maxima, P and row sums. fp32 keeps X[g] in the half of K's
+ * small plane that only warpgroup g's S reads (its head-dim half: 64 rows x
+ * 64 keys x 4 bytes, the same 16 KiB), and waits on barrier 7 + g before
+ * rewriting that half with the next K's small values instead of before the
+ * exchange (wait_free false). */
 __device__ __forceinline__ void x_free_pass(int wg) {
   asm volatile("bar.arrive %0, 256;\n" ::"r"(8 - wg) : "memory");
 }
-__device__ __forceinline__ void exchange_s(float (&sc)[BN / 2], u32 s_x, int wg) {
+__device__ __forceinline__ void exchange_s(float (&sc)[BN / 2], u32 x0, u32 half, int wg,
+                                           bool wait_free) {
   const u32 tid = threadIdx.x & 127;
-  const u32 mine = s_x + wg * (X_BYTES / 2) + tid * 16;
-  const u32 other = s_x + (1 - wg) * (X_BYTES / 2) + tid * 16;
-  asm volatile("bar.sync %0, 256;\n" ::"r"(7 + wg) : "memory");
+  const u32 mine = x0 + wg * half + tid * 16;
+  const u32 other = x0 + (1 - wg) * half + tid * 16;
+  if (wait_free) asm volatile("bar.sync %0, 256;\n" ::"r"(7 + wg) : "memory");
 #pragma unroll
   for (int i = 0; i < BN / 8; ++i)
     asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(mine + i * 128 * 16),
@@ -466,14 +475,15 @@ __device__ __forceinline__ void load_q_small(u32 (&qs)[KS_WG][4], u32 q_base) {
   }
 }
 
-/* Both consumer warpgroups (256 threads) write K's small plane: the same
- * swizzled positions as K, 16 bytes per thread and step (conflict-free). */
+/* A consumer warpgroup writes its half of K's small plane (k and ks point at
+ * the half: its head-dim columns, CB / 2 column blocks), at the same swizzled
+ * positions as K, 16 bytes per thread and step (conflict-free). */
 __device__ __forceinline__ void split_k(u32 k, u32 ks) {
   asm volatile("" : "+r"(k), "+r"(ks)); /* formed here each time (see issue_s) */
-  const u32 tid = threadIdx.x - 128;
+  const u32 tid = threadIdx.x & 127;
 #pragma unroll
-  for (int i = 0; i < KV_BYTES / 16 / 256; ++i) {
-    const u32 off = (i * 256 + tid) * 16;
+  for (int i = 0; i < KV_BYTES / 2 / 16 / 128; ++i) {
+    const u32 off = (i * 128 + tid) * 16;
     u32 x[4];
     ld_shared_v4(k + off, x);
 #pragma unroll
@@ -485,7 +495,8 @@ __device__ __forceinline__ void split_k(u32 k, u32 ks) {
 }
 
 /*
- * Both consumer warpgroups write V^T (and, 3xTF32, its small half) from the
+ * A consumer warpgroup writes the rows of V^T (and of its small half) that
+ * its own P V reads, columns wg * DO .. + DO - 1 of V, from the
  * raw V tile at v (TMA's layout: CB column blocks of BN key rows x 128
  * bytes, swizzled), zeroing keys >= kv_valid (rows past the sequence's end
  * hold the next sequence's values, and P's zeros times an Inf there would be
@@ -501,18 +512,18 @@ __device__ __forceinline__ void split_k(u32 k, u32 ks) {
  * version gave each lane four columns instead and its writes a 4-way bank
  * conflict: the transpose then cost more shared-memory wavefronts than S.
  */
-__device__ __forceinline__ void transpose_v(u32 v, u32 vt, u32 vts, int kv_valid) {
-  constexpr int TASKS = BN / 4 * DP;
-  static_assert(TASKS % 256 == 0 && DP % 32 == 0, "flash_sm90 fp32: V transpose tasks");
+__device__ __forceinline__ void transpose_v(u32 v, u32 vt, u32 vts, int kv_valid, int wg) {
+  constexpr int TASKS = BN / 4 * DO;
+  static_assert(TASKS % 128 == 0 && DO % 32 == 0, "flash_sm90 fp32: V transpose tasks");
   /* Formed here each time, not hoisted out of the key loop (see issue_s). */
   asm volatile("" : "+r"(v), "+r"(vt), "+r"(vts));
-  const u32 tid = threadIdx.x - 128;
+  const u32 tid = threadIdx.x & 127;
   /* Two tasks per iteration: unrolled fully, ptxas issued every task's reads
    * up front and spilled next to O, P and Q's small half. */
 #pragma unroll 2
-  for (int it = 0; it < TASKS / 256; ++it) {
-    const int task = it * 256 + tid;
-    const int n = task % DP, kq = task / DP, q = kq / 2, e = kq % 2;
+  for (int it = 0; it < TASKS / 128; ++it) {
+    const int task = it * 128 + tid;
+    const int n = wg * DO + task % DO, kq = task / DO, q = kq / 2, e = kq % 2;
     const u32 col = (n / 32) * BN * 128 + (n % 4) * 4;
     float x[4];
 #pragma unroll
@@ -734,26 +745,26 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
 
       /* S(j) = Q K(j)^T: issued and committed here, waited for by the caller. */
       auto issue_tile_s = [&](int it) {
-        mbar_wait(bar(BAR_K_FULL + it % STAGES), (it / STAGES) & 1);
+        mbar_wait(bar(BAR_K_FULL + it % KST), (it / KST) & 1);
         wgmma_fence();
-        issue_s(sc, q_base, s_k + (it % STAGES) * KV_BYTES + k_col0);
+        issue_s(sc, q_base, s_k + (it % KST) * KV_BYTES + k_col0);
         wgmma_commit();
       };
       /* After S(j) completed: K(j)'s buffer, and Q's after the unit's last tile, are free. */
       auto release_k = [&](int it, bool last) {
         __syncwarp();
         if (lane == 0) {
-          mbar_arrive(bar(BAR_K_EMPTY + it % STAGES));
+          mbar_arrive(bar(BAR_K_EMPTY + it % KST));
           if (last) mbar_arrive(bar(BAR_Q_EMPTY + qs));
         }
       };
 
       /* O += P(j) V(j), 16 keys per wgmma (issued and committed). */
       auto issue_pv = [&](int it) {
-        mbar_wait(bar(BAR_V_FULL + it % STAGES), (it / STAGES) & 1);
+        mbar_wait(bar(BAR_V_FULL + it % VST), (it / VST) & 1);
         wgmma_fence();
         /* Wide: this warpgroup's output columns are V's column blocks from wg * CB / 2. */
-        const u32 v_base = s_v + (it % STAGES) * KV_BYTES + (WIDE ? wg * (CB / 2) * BN * 128 : 0);
+        const u32 v_base = s_v + (it % VST) * KV_BYTES + (WIDE ? wg * (CB / 2) * BN * 128 : 0);
 #pragma unroll
         for (int k = 0; k < BN / 16; ++k)
           gemm<DO>::rs(o, pf[k], smem_desc(v_base + k * 16 * 128, BN * 128), 1);
@@ -764,7 +775,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         fence_regs(o);
         fence_frags(pf);
         __syncwarp();
-        if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + it % STAGES));
+        if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + it % VST));
       };
       /* Applies the softmax's correction to O and moves P(j + 1) in. */
       auto rescale = [&]() {
@@ -798,48 +809,51 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
       }
       for (int j = 0; j < skip; ++j, ++kv_it) {
         if (pingpong) turn_wait(wg), turn_pass(wg);
-        mbar_wait(bar(BAR_K_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
+        mbar_wait(bar(BAR_K_FULL + kv_it % KST), (kv_it / KST) & 1);
         release_k(kv_it, j + 1 == w.n_tiles);
-        mbar_wait(bar(BAR_V_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
+        mbar_wait(bar(BAR_V_FULL + kv_it % VST), (kv_it / VST) & 1);
         __syncwarp();
-        if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + kv_it % STAGES));
+        if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + kv_it % VST));
       }
       const int n_mine = w.n_tiles - skip, t_first = w.t_last - skip;
       if (pingpong && n_mine == 0) turn_wait(wg), turn_pass(wg);
       if (F32 && n_mine > 0) {
-        /* fp32 (wide, one K/V buffer). The consumers write the planes
-         * themselves (three producer warps doing it were slower: the
-         * transpose became the critical path), each under a GEMM: V(j)^T
-         * while S(j) runs, K(j + 1)'s small plane while P V(j) runs.
-         * Barrier 4 (both warpgroups) opens tile j: K(j)'s small plane is
-         * written, and both finished P V(j - 1), so V^T may be rewritten.
-         * The exchange of tile j publishes V(j)^T (written before it) and
-         * shows both finished S(j), so K's small plane may be rewritten. */
+        /* fp32 (wide; KST K buffers, one V buffer). Each consumer warpgroup
+         * writes the plane rows its own GEMMs read: its head-dim half of K's
+         * small plane, its output columns' rows of V^T. The only meeting of
+         * the two is the exchange. A warpgroup writes V(j)^T while its S(j)
+         * runs and K(j + 1)'s small half while its P V(j) runs (three producer
+         * warps writing the planes instead were slower: the transpose became
+         * the critical path). Barrier 1 + wg (its 128 threads) opens tile j:
+         * its K(j) small half is written, and its P V(j - 1) is done, so its
+         * V^T rows may be rewritten. The small half doubles as the exchange's
+         * X[wg] (see exchange_s): before rewriting it, barrier 7 + wg waits
+         * for the other warpgroup to have read the last tile's partial. */
         auto split_next = [&](int it) {
-          mbar_wait(bar(BAR_K_FULL + it % STAGES), (it / STAGES) & 1);
-          if (PASSES == 3) {
-            split_k(s_k + (it % STAGES) * KV_BYTES, s_ks);
-            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-          }
+          asm volatile("bar.sync %0, 256;\n" ::"r"(7 + wg) : "memory");
+          mbar_wait(bar(BAR_K_FULL + it % KST), (it / KST) & 1);
+          split_k(s_k + (it % KST) * KV_BYTES + k_col0, s_ks + k_col0);
+          asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         };
         split_next(kv_it);
         for (int j = 0; j < n_mine; ++j, ++kv_it) {
           const int n0 = (t_first - j) * BN;
-          asm volatile("bar.sync 4, 256;\n" ::: "memory");
+          asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");
           wgmma_fence();
-          issue_s_f32(sc, q_base, s_k + (kv_it % STAGES) * KV_BYTES + k_col0, s_ks + k_col0, qsm);
+          issue_s_f32(sc, q_base, s_k + (kv_it % KST) * KV_BYTES + k_col0, s_ks + k_col0, qsm);
           wgmma_commit();
-          /* V(j)^T (keys past the sequence's end zeroed); the raw V buffer is
-           * free once this warp has read its part. */
-          mbar_wait(bar(BAR_V_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
-          transpose_v(s_v + (kv_it % STAGES) * KV_BYTES, s_vt, s_vts, w.lk - n0);
+          /* This warpgroup's rows of V(j)^T (keys past the sequence's end
+           * zeroed); the raw V buffer is free once this warp read its part.
+           * The exchange's barrier publishes the rows to the P V below. */
+          mbar_wait(bar(BAR_V_FULL + kv_it % VST), (kv_it / VST) & 1);
+          transpose_v(s_v + (kv_it % VST) * KV_BYTES, s_vt, s_vts, w.lk - n0, wg);
           asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
           __syncwarp();
-          if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + kv_it % STAGES));
+          if (lane == 0) mbar_arrive(bar(BAR_V_EMPTY + kv_it % VST));
           wgmma_wait<0>();
           fence_regs(sc);
           release_k(kv_it, j + 1 == n_mine);
-          exchange_s(sc, s_x, wg);
+          exchange_s(sc, s_ks, KV_BYTES / 2, wg, false);
           softmax_tile(sc, row_max, row_sum, corr, tc, n0);
           rescale(); /* (O is zero at the first tile) */
           /* P V(j) into a fresh partial, added to O once it completed. */
@@ -872,7 +886,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         wgmma_wait<0>();
         fence_regs(sc);
         release_k(kv_it, n_mine == 1);
-        if (WIDE) exchange_s(sc, s_x, wg);
+        if (WIDE) exchange_s(sc, s_x, X_BYTES / 2, wg, true);
         softmax_tile(sc, row_max, row_sum, corr, tc, t_first * BN);
         pack();
         /* The chunk a sequence's last key falls in holds up to CHUNK - 1 rows
@@ -886,13 +900,13 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
          * zeroes those keys instead.) */
         const int kv_valid = w.lk - t_first * BN;
         if (!F32 && kv_valid < BN && kv_valid % CHUNK != 0) {
-          mbar_wait(bar(BAR_V_FULL + kv_it % STAGES), (kv_it / STAGES) & 1);
+          mbar_wait(bar(BAR_V_FULL + kv_it % VST), (kv_it / VST) & 1);
           /* Thread i of the warpgroup clears 16 bytes of row i / 8 (< CHUNK)
            * in every column block. */
           const int r = (threadIdx.x & 127) >> 3;
           if (r < CHUNK - kv_valid % CHUNK) {
             const u32 dst =
-                s_v + (kv_it % STAGES) * KV_BYTES + (kv_valid + r) * 128 + (threadIdx.x & 7) * 16;
+                s_v + (kv_it % VST) * KV_BYTES + (kv_valid + r) * 128 + (threadIdx.x & 7) * 16;
 #pragma unroll
             for (int c = 0; c < CB; ++c)
               asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(dst + c * BN * 128),
@@ -928,7 +942,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
             wgmma_wait<0>();
             fence_regs(sc);
             release_k(kv_it + 1, j + 2 == n_mine);
-            if (WIDE) exchange_s(sc, s_x, wg);
+            if (WIDE) exchange_s(sc, s_x, X_BYTES / 2, wg, true);
             softmax_tile(sc, row_max, row_sum, corr, tc, n1);
           }
           rescale();
@@ -994,8 +1008,8 @@ extern "C" __global__ void __launch_bounds__(jsdpa_sm90::THREADS, 1)
   __shared__ volatile int ring[2];
   if (a.p.schedule->error) return;
   const u32 base = (smem_u32(jsdpa_sm90_smem) + 1023) & ~1023u;
-  const u32 s_q = base, s_k = base + Q_STAGES * Q_BYTES, s_v = s_k + STAGES * KV_BYTES;
-  const u32 s_x = s_v + STAGES * KV_BYTES; /* wide mode's partial scores */
+  const u32 s_q = base, s_k = base + Q_STAGES * Q_BYTES, s_v = s_k + KST * KV_BYTES;
+  const u32 s_x = s_v + VST * KV_BYTES; /* wide mode's partial scores (fp32: its planes) */
   const u32 bars = smem_u32(barriers);
   if (threadIdx.x == 0) {
     for (int i = 0; i < 2; ++i) {
@@ -1006,9 +1020,11 @@ extern "C" __global__ void __launch_bounds__(jsdpa_sm90::THREADS, 1)
       mbar_init(bars + 8 * (BAR_Q_FULL + i), 1);
       mbar_init(bars + 8 * (BAR_Q_EMPTY + i), CONSUMER_WARPS);
     }
-    for (int s = 0; s < STAGES; ++s) {
+    for (int s = 0; s < KST; ++s) {
       mbar_init(bars + 8 * (BAR_K_FULL + s), 1);
       mbar_init(bars + 8 * (BAR_K_EMPTY + s), CONSUMER_WARPS);
+    }
+    for (int s = 0; s < VST; ++s) {
       mbar_init(bars + 8 * (BAR_V_FULL + s), 1);
       mbar_init(bars + 8 * (BAR_V_EMPTY + s), CONSUMER_WARPS);
     }
