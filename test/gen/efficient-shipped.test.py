@@ -12,12 +12,18 @@ wide = 0
 for k in kernels:
     ptx = open(os.path.join(out, k["name"] + ".ptx")).read()
     if k["tile"]["warps"] == 12:
-        # The Hopper template, wide: wgmma for both products, TMA loads on mbarriers,
-        # setmaxnreg, no mma.sync and no local memory.
+        # The Hopper template, wide: wgmma for both products (fp32: tf32 k8, S = Q K^T
+        # with both operands in shared memory and Q's small half from registers),
+        # TMA loads on mbarriers, setmaxnreg, the exchange's barrier, no mma.sync and
+        # no local memory.
         wide += 1
-        need = ("wgmma.mma_async.sync.aligned.m64n64k16", "wgmma.mma_async.sync.aligned.m64n256k16",
-                "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes",
+        need = ("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes",
                 "setmaxnreg.inc.sync.aligned.u32", "bar.sync 3, 256;")
+        if k["dtype"] == "fp32":
+            need += ("wgmma.mma_async.sync.aligned.m64n64k8.f32.tf32.tf32",)
+        else:
+            need += ("wgmma.mma_async.sync.aligned.m64n64k16",
+                     "wgmma.mma_async.sync.aligned.m64n256k16")
         if (any(n not in ptx for n in need) or "mma.sync" in ptx or "ld.local" in ptx
                 or "st.local" in ptx):
             bad.append(k["name"])

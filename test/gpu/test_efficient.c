@@ -9,6 +9,7 @@
  *    value head dims different from the query/key one in both directions;
  *    equal dims in 257..512 run twice: as chosen (on sm_90a the wide wgmma
  *    template, flash_sm90.cu) and with JSDPA_EFFICIENT_SM80=1 (efficient.cu);
+ *    so do the fp32 sweep's head dims 65..128 (3xTF32 wgmma on sm_90a);
  *  - long pairs (1023/1024, 2048 square), windows, softcap, custom scale;
  *  - automatic choice: efficient for all of the above (math is never chosen
  *    when efficient can run), flash still first for what it takes, and the
@@ -193,6 +194,12 @@ int main(int argc, char** argv) {
       ec.offsets_on_device = turn % 2 == 0;
       ec.offsets_type = turn % 4 == 3 ? JSDPA_INDEX_INT64 : JSDPA_INDEX_INT32;
       run_case(ctx, &ec);
+      if (f32_dims[i] > 64 && f32_dims[i] <= 128) {
+        setenv("JSDPA_EFFICIENT_SM80", "1", 1);
+        ec.name = causal ? "fp32 sweep causal, efficient.cu" : "fp32 sweep, efficient.cu";
+        run_case(ctx, &ec);
+        unsetenv("JSDPA_EFFICIENT_SM80");
+      }
       if (turn % 3 == 0) {
         ec.tf32 = true;
         run_case(ctx, &ec);
