@@ -228,7 +228,8 @@ static efficient_shape_t efficient_shape(const jsdpa_gen_variant_t* v) {
 }
 
 int64_t jsdpa_gen_work_slices(const jsdpa_gen_variant_t* v) {
-  if (v->family != JSDPA_GEN_FAMILY_EFFICIENT) return 1;
+  /* (The Hopper template's wide tiles split the head dim inside a block.) */
+  if (v->family != JSDPA_GEN_FAMILY_EFFICIENT || jsdpa_gen_uses_flash_sm90(v)) return 1;
   const efficient_shape_t s = efficient_shape(v);
   return s.groups > 1 ? 1 : s.slices;
 }
@@ -460,9 +461,10 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
             "efficient tiles of %d warps (the wgmma template) need stages 1 for fp16/bf16 (one K "
             "and one V buffer of up to 64 KiB each), got %d",
             v->tile.warps, v->tile.stages);
-  /* At most one problem per field (the callers' arrays): these only where the
-   * family's range checks above passed. fp32 runs tf32 wgmma with K's and
-   * V^T's planes beside the tiles: head dims up to 128. */
+  /* The callers' arrays hold FIELD_COUNT + 1 problems: one per field, and the
+   * arch field's two (the family's minimum, the wgmma template's sm_90a). So
+   * these only where the family's range checks above passed. fp32 runs tf32
+   * wgmma with K's and V^T's planes beside the tiles: head dims up to 128. */
   const bool wide_f32 = v->dtype == JSDPA_GEN_DTYPE_FP32;
   const int wide_min = wide_f32 ? 65 : 1, wide_max = wide_f32 ? 128 : 512;
   if (wide && d_ok && (v->head_dim < wide_min || v->head_dim > wide_max))

@@ -7,7 +7,7 @@
  * arch before sm_80, fp64).
  *
  * On sm_90a, fp16/bf16 calls with equal head dims past 256 (up to 512) and
- * fp32 calls with equal head dims up to 128 run the Hopper template wide
+ * fp32 calls with equal head dims 65..128 run the Hopper template wide
  * instead (templates/flash_sm90.cu: wgmma and TMA, two consumer warpgroups
  * splitting the head dim of one 64-row tile; fp32 as 3xTF32 wgmma, and a TF32
  * opt-in stays on efficient.cu); JSDPA_EFFICIENT_SM80=1 keeps efficient.cu.
@@ -111,6 +111,10 @@ static bool efficient_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, ch
     if (!jsdpa_tiled_rows_aligned("efficient", names[i], tensors[i], why, capacity)) return false;
   jsdpa_gen_variant_t variant = efficient_variant(ctx, call, NULL);
   if (!jsdpa_gen_variant_check(&variant, why, capacity)) return false;
+  /* A forced tile (jsdpa-bench --tile, jsdpa-tune) may name a wgmma tile:
+   * it still needs the GPU and driver the Hopper template needs. */
+  if (jsdpa_gen_uses_flash_sm90(&variant) && !jsdpa_sm90_available(ctx, why, capacity))
+    return false;
   return jsdpa_tiled_fits(ctx, &variant, why, capacity) &&
          jsdpa_tiled_units_fit(ctx, call, &variant, why, capacity);
 }

@@ -38,8 +38,6 @@ static bool env_is_1(const char* name) {
   return value && !strcmp(value, "1");
 }
 
-/* Whether the Hopper template runs this call; *why says why not. Callers have
- * checked what both templates need (dtype, head dims, 16-byte aligned rows). */
 bool jsdpa_sm90_available(const jsdpa_context_t* ctx, char* why, size_t capacity) {
   if (ctx->arch.sm != 90 || !ctx->arch.arch_specific) {
     snprintf(why, capacity, "the wgmma template needs sm_90a; this GPU is sm_%d", ctx->arch.sm);
@@ -52,6 +50,9 @@ bool jsdpa_sm90_available(const jsdpa_context_t* ctx, char* why, size_t capacity
   return true;
 }
 
+/* Whether the Hopper template runs this flash call; *why says why not.
+ * Callers have checked what both templates need (dtype, head dims, 16-byte
+ * aligned rows). */
 static bool flash_sm90_usable(const jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
                               size_t capacity) {
   if (!jsdpa_sm90_available(ctx, why, capacity)) return false;

@@ -19,13 +19,19 @@
  *    arrives once its wgmma has read the buffer). Q has one buffer with the
  *    same pair, so the next unit's Q loads while the last tiles finish.
  *
+ * The efficient family instantiates the same template "wide" (WIDE below):
+ * both consumer warpgroups share one 64-row tile and split the head dim
+ * (fp16/bf16 head dims past 256), and fp32 runs as 3xTF32 on tf32 wgmma
+ * (F32 below: V transposed into K-major planes, two K buffers and one V).
+ *
  * Jagged batches need no padding copies: the tensor maps cover the whole
  * packed tensors [total tokens, heads, head dim] with the caller's strides
  * (backend_flash.c builds them), and a tile is addressed by its first token.
  * Rows past a sequence's end read the next sequence's tokens, or zeros past
  * the tensor's end (TMA's out-of-bounds fill): their keys are masked to -inf
- * and their query rows are never stored. Head dims are padded to DP, a
- * multiple of 64 (one 128-byte swizzle row), by the same zero fill.
+ * and their query rows are never stored. Head dims are padded to DP, whole
+ * 128-byte swizzle rows (64 16-bit or 32 fp32 columns; wide: an even number
+ * of them), by the same zero fill.
  *
  * Work: the persistent grid and unit order of flash.cu (units over
  * schedule->tile_counter, head-major over the prep kernel's longest-first
@@ -77,7 +83,8 @@ namespace jsdpa_sm90 {
 using namespace jsdpa_tc; /* mma.cuh: smem_u32, pack2, exp2/log2/tanh */
 typedef unsigned long long u64;
 
-/* Wide mode (the efficient family's head dims 257..512): the output of one
+/* Wide mode (the efficient family's tiles: the runtime sends fp16/bf16 head
+ * dims 257..512 and fp32 head dims 65..128 here): the output of one
  * 64-row tile no longer fits a warpgroup's registers (64 x 512 fp32 is 256
  * per thread), so the two consumer warpgroups share the same 64 query rows
  * and split the head dim instead. Each computes the partial S of its half of
@@ -91,18 +98,16 @@ constexpr bool WIDE = true;
 constexpr bool WIDE = false;
 #endif
 /* fp32 (wide only, head dims up to 128): tf32 wgmma, three passes per
- * product (3xTF32, see F32 below). A caller's TF32 opt-in runs efficient.cu:
- * here one pass would read the operands truncated, not rounded, and measured
- * outside the TF32 bound (H100, gpu_test_efficient). */
+ * product (3xTF32, see KS_BYTES below). A caller's TF32 opt-in runs
+ * efficient.cu: here one pass would read the operands truncated, not
+ * rounded, and measured outside the TF32 bound (H100, gpu_test_efficient). */
 #if defined(JSDPA_DTYPE_FP32)
 constexpr bool F32 = true;
 #else
 constexpr bool F32 = false;
 #endif
 #if defined(JSDPA_TF32)
-constexpr int PASSES = 1;
-#else
-constexpr int PASSES = F32 ? 3 : 1;
+#error "flash_sm90.cu runs fp32 as 3xTF32 only (the generator sends tf32 variants to efficient.cu)"
 #endif
 constexpr int ES = F32 ? 4 : 2;  /* element bytes */
 constexpr int EPR = 128 / ES;    /* elements per 128-byte row (one TMA box column block) */
@@ -141,8 +146,8 @@ constexpr int X_BYTES = WIDE && !F32 ? 2 * 64 * BN * 4 : 0;
  * so V (keys x columns) is transposed by the consumers into planes of V^T
  * (big, and small), its keys permuted inside every group of 8 so that P's
  * A fragment comes straight from the S accumulators (see transpose_v). */
-constexpr int KS_BYTES = F32 && PASSES == 3 ? KV_BYTES : 0;           /* K's small plane */
-constexpr int VT_BYTES = F32 ? (PASSES == 3 ? 2 : 1) * KV_BYTES : 0; /* V^T planes */
+constexpr int KS_BYTES = F32 ? KV_BYTES : 0;     /* K's small plane */
+constexpr int VT_BYTES = F32 ? 2 * KV_BYTES : 0; /* V^T, big and small */
 /* Two Q buffers where they fit (227 KiB per block), so the producer loads the
  * next unit's Q while the consumers still read this one's: short sequences
  * take one or two key tiles per unit, and the Q load would otherwise be
@@ -175,7 +180,7 @@ static_assert(D >= 1 && D <= (WIDE ? 512 : 256),
               "flash_sm90: head dim must be in 1..256 (wide, the efficient family: 1..512)");
 static_assert(!WIDE || (NWG == 2 && BM == 64 && BN == 64 && DO <= 256),
               "flash_sm90 wide: two consumer warpgroups on one 64 x 64 tile, <= 256 columns each");
-static_assert(!F32 || (WIDE && D <= 128 && DP == 128 && PASSES == 3),
+static_assert(!F32 || (WIDE && D <= 128 && DP == 128),
               "flash_sm90 fp32: wide, 3xTF32, head dims 65..128");
 static_assert(JSDPA_WARPS == 12 || JSDPA_WARPS == 16,
               "flash_sm90: a producer and two or three consumer warpgroups (12 or 16 warps)");
@@ -265,10 +270,10 @@ __device__ __forceinline__ void fence_frags(u32 (&r)[K][4]) {
 }
 
 /* A shared-memory matrix descriptor with the 128-byte swizzle. K-major
- * operands (Q, K: 64 elements of one row per 128 bytes) step 1024 bytes per 8
- * rows (SBO) and ignore LBO. The N-major V operand (64 head-dim columns of
- * one key per 128 bytes) steps 1024 bytes per 8 keys (SBO) and BN * 128 bytes
- * per 64 columns (LBO). */
+ * operands (Q, K, fp32's V^T: 128 bytes of one row, 64 16-bit or 32 fp32
+ * elements) step 1024 bytes per 8 rows (SBO) and ignore LBO. The 16-bit
+ * N-major V operand (64 head-dim columns of one key per 128 bytes) steps 1024
+ * bytes per 8 keys (SBO) and BN * 128 bytes per 64 columns (LBO). */
 __device__ __forceinline__ u64 smem_desc(u32 addr, u32 lbo) {
   return (u64)((addr & 0x3ffff) >> 4) | ((u64)(lbo >> 4) << 16) | ((u64)(1024 >> 4) << 32) |
          (1ull << 62);
@@ -538,8 +543,7 @@ __device__ __forceinline__ void transpose_v(u32 v, u32 vt, u32 vts, int kv_valid
     asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(vt + off), "f"(x[0]),
                  "f"(x[1]), "f"(x[2]), "f"(x[3])
                  : "memory");
-    if (PASSES == 3)
-      asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(vts + off),
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(vts + off),
                    "r"(tf32_small(__float_as_uint(x[0]))), "r"(tf32_small(__float_as_uint(x[1]))),
                    "r"(tf32_small(__float_as_uint(x[2]))), "r"(tf32_small(__float_as_uint(x[3])))
                    : "memory");
@@ -571,7 +575,7 @@ __device__ __forceinline__ void issue_s(float (&sc)[BN / 2], u32 q_base, u32 k_b
 }
 
 /* fp32: S = Q K^T in three tf32 passes per k8 step (Q K, Q K_small from
- * shared memory, Q_small K with Q_small in registers), or one (TF32 opt-in). */
+ * shared memory, Q_small K with Q_small in registers). */
 __device__ __forceinline__ void issue_s_f32(float (&sc)[BN / 2], u32 q_base, u32 k_base,
                                             u32 ks_base, const u32 (&qsm)[KS_WG][4]) {
   asm volatile("" : "+r"(q_base), "+r"(k_base), "+r"(ks_base)); /* see issue_s */
@@ -579,10 +583,8 @@ __device__ __forceinline__ void issue_s_f32(float (&sc)[BN / 2], u32 q_base, u32
   for (int ks = 0; ks < KS_WG; ++ks) {
     const u32 off_q = (ks / 4) * BM * 128 + (ks % 4) * 32, off_k = (ks / 4) * BN * 128 + (ks % 4) * 32;
     gemm<BN>::ss(sc, smem_desc(q_base + off_q, 16), smem_desc(k_base + off_k, 16), ks);
-    if (PASSES == 3) {
-      gemm<BN>::ss(sc, smem_desc(q_base + off_q, 16), smem_desc(ks_base + off_k, 16), 1);
-      gemm<BN>::rs(sc, qsm[ks], smem_desc(k_base + off_k, 16), 1);
-    }
+    gemm<BN>::ss(sc, smem_desc(q_base + off_q, 16), smem_desc(ks_base + off_k, 16), 1);
+    gemm<BN>::rs(sc, qsm[ks], smem_desc(k_base + off_k, 16), 1);
   }
 }
 
@@ -718,11 +720,11 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
                              softcap};
       float sc[BN / 2], corr[2];
       /* P's A fragments (fp32: P as stored, the big half, and its small half). */
-      constexpr int PK = BN / KSTEP, PS = F32 && PASSES == 3 ? PK : 1;
+      constexpr int PK = BN / KSTEP, PS = F32 ? PK : 1;
       u32 pf[PK][4], ps[PS][4];
       float part[DO / 2]; /* fp32: this key tile's P V, added to O after it (else unused) */
       u32 qsm[KS_WG][4]; /* fp32: Q's small half (unused, so dropped, otherwise) */
-      if constexpr (F32 && PASSES == 3) load_q_small(qsm, q_base);
+      if constexpr (F32) load_q_small(qsm, q_base);
       const u32 s_ks = s_x + X_BYTES, s_vt = s_ks + KS_BYTES, s_vts = s_vt + KV_BYTES;
       /* P from the score accumulators: 16-bit, packed pairs (pack_p); fp32, the
        * keys in transpose_v's order: slot t <- key 2t, slot t + 4 <- key 2t + 1. */
@@ -734,9 +736,8 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
             pf[k][1] = __float_as_uint(sc[4 * k + 2]);
             pf[k][2] = __float_as_uint(sc[4 * k + 1]);
             pf[k][3] = __float_as_uint(sc[4 * k + 3]);
-            if (PASSES == 3)
 #pragma unroll
-              for (int e = 0; e < 4; ++e) ps[PASSES == 3 ? k : 0][e] = tf32_small(pf[k][e]);
+            for (int e = 0; e < 4; ++e) ps[F32 ? k : 0][e] = tf32_small(pf[k][e]);
           }
         } else {
           pack_p(sc, pf);
@@ -853,6 +854,9 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
           wgmma_wait<0>();
           fence_regs(sc);
           release_k(kv_it, j + 1 == n_mine);
+          /* X[wg] is this warpgroup's half of K's small plane, which its S(j)
+           * read: every warp of it waits for S(j) before any stores there. */
+          asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");
           exchange_s(sc, s_ks, KV_BYTES / 2, wg, false);
           softmax_tile(sc, row_max, row_sum, corr, tc, n0);
           rescale(); /* (O is zero at the first tile) */
@@ -865,7 +869,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
 #pragma unroll
             for (int k = 0; k < PK; ++k) {
               const u32 off = (k / 4) * DP * 128 + (k % 4) * 32;
-              gemm<DO>::rs(part, ps[PASSES == 3 ? k : 0], smem_desc(vt + off, 16), k);
+              gemm<DO>::rs(part, ps[F32 ? k : 0], smem_desc(vt + off, 16), k);
               gemm<DO>::rs(part, pf[k], smem_desc(vts + off, 16), 1);
               gemm<DO>::rs(part, pf[k], smem_desc(vt + off, 16), 1);
             }

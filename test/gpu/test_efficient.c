@@ -183,7 +183,7 @@ int main(int argc, char** argv) {
   int turn = 0;
 
   /* fp32 sweep: the 3xTF32 default, every 3rd case also with TF32. */
-  static const int64_t f32_dims[] = {8, 40, 64, 96, 128, 200, 256, 512};
+  static const int64_t f32_dims[] = {8, 40, 64, 72, 96, 128, 200, 256, 512};
   for (size_t i = 0; i < sizeof(f32_dims) / sizeof(f32_dims[0]); ++i)
     for (int causal = 0; causal < 2; ++causal, ++turn) {
       eff_case_t ec = base_case(causal ? "fp32 sweep causal" : "fp32 sweep", JSDPA_DTYPE_FP32,
@@ -209,8 +209,8 @@ int main(int argc, char** argv) {
   /* 16-bit past flash's range, and unequal value head dims. */
   static const struct {
     int64_t d, dv;
-  } big[] = {{320, 320}, {512, 512}, {576, 512}, {1024, 1024}, {64, 32},
-             {192, 128}, {128, 256}, {40, 200},  {256, 64}};
+  } big[] = {{320, 320}, {512, 512}, {264, 264}, {576, 512}, {1024, 1024},
+             {64, 32},   {192, 128}, {128, 256}, {40, 200},   {256, 64}};
   for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); ++i)
     for (int causal = 0; causal < 2; ++causal, ++turn) {
       eff_case_t ec =
@@ -287,6 +287,17 @@ int main(int argc, char** argv) {
     ec.softcap = 5.0f;
     ec.scale = 0.3;
     run_case(ctx, &ec);
+    /* The same on the wide tiles (on sm_90a: the Hopper template), no LSE. */
+    ec.name = "fp32 d128 causal softcap 5, scale 0.3, no lse";
+    ec.head_dim = ec.head_dim_v = 128;
+    ec.lse = false;
+    run_case(ctx, &ec);
+    ec.name = "bf16 d512 causal softcap 5, scale 0.3, no lse";
+    ec.dtype = JSDPA_DTYPE_BF16;
+    ec.head_dim = ec.head_dim_v = 512;
+    ec.heads = ec.kv_heads = 2;
+    run_case(ctx, &ec);
+    ec.lse = true;
     ec.name = "fp16 d576/512 no lse, int64 offsets";
     ec.softcap = 0;
     ec.scale = NAN;
