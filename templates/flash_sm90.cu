@@ -165,6 +165,11 @@ constexpr int CONSUMER_REGS = NWG == 2 ? 232 : 160;
  * 64 keys spilled 76 bytes) and up to 80 in 160 (d64 x 64 keys; x 128 keys
  * spilled 112 bytes). */
 constexpr bool OVERLAP = !WIDE && BN / 2 + BN / 4 + DP / 2 <= (NWG == 2 ? 160 : 80);
+/* Conditional rescaling of O (softmax_tile): only where a warpgroup's output
+ * has 256 columns (128 registers of O per thread to multiply). Same-machine
+ * A/B on an H100 (bench/NOTES.md, fifth session, call 11): d256 +1-12% (mixed
+ * +2.7% in both rounds), d128 within noise, d64 -1 to -8%. */
+constexpr bool COND_RESCALE = DO >= 256;
 /* A tile a sequence ends in is loaded in CHUNK-row boxes: the chunks that
  * hold its rows, and zeros (a box wholly out of the tensor's bounds, which
  * TMA fills without reading memory) for the rest. Whole-tile boxes read the
@@ -633,11 +638,18 @@ __device__ __forceinline__ void softmax_tile(float (&sc)[BN / 2], float (&row_ma
     float mx = fmaxf(fmaxf(m4[0], m4[1]), fmaxf(m4[2], m4[3]));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    /* A row that has seen only masked keys keeps max -inf: subtract 0
-     * instead, so exp2 gives 0 rather than NaN. */
-    const float shift = mx == JSDPA_NEG_INFINITY ? 0.f : mx * c.mult;
-    corr[h] = exp2_approx(row_max[h] * c.mult - shift);
-    row_max[h] = mx;
+    /* Conditional rescaling (COND_RESCALE; FlashAttention-4's idea): the row
+     * keeps its reference maximum until the tile's exceeds it by more than 8
+     * in the exp2 domain, so P stays <= 256 (exact in fp32 sums and bf16/fp16
+     * P) and O and the row sum need no correction (corr 1) for most tiles of
+     * a long row. The reference only has to be the same for P, the row sum
+     * and the LSE, which all use row_max. A row that has seen only masked
+     * keys keeps max -inf: subtract 0 instead, so exp2 gives 0, not NaN. */
+    const bool grow = COND_RESCALE ? mx * c.mult > row_max[h] * c.mult + 8.f : true;
+    const float ref = grow ? mx : row_max[h];
+    const float shift = ref == JSDPA_NEG_INFINITY ? 0.f : ref * c.mult;
+    corr[h] = grow ? exp2_approx(row_max[h] * c.mult - shift) : 1.f;
+    row_max[h] = ref;
     float s4[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
     for (int n = 0; n < BN / 8; ++n) {
@@ -780,12 +792,16 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
       };
       /* Applies the softmax's correction to O and moves P(j + 1) in. */
       auto rescale = [&]() {
+        /* (COND_RESCALE: skipped where no row of the warp moved its reference
+         * maximum.) */
+        if (!COND_RESCALE || __any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
 #pragma unroll
-        for (int dt = 0; dt < DO / 8; ++dt) {
-          o[dt * 4 + 0] *= corr[0];
-          o[dt * 4 + 1] *= corr[0];
-          o[dt * 4 + 2] *= corr[1];
-          o[dt * 4 + 3] *= corr[1];
+          for (int dt = 0; dt < DO / 8; ++dt) {
+            o[dt * 4 + 0] *= corr[0];
+            o[dt * 4 + 1] *= corr[0];
+            o[dt * 4 + 2] *= corr[1];
+            o[dt * 4 + 3] *= corr[1];
+          }
         }
         pack();
         /* Keeps the rescale above the next wgmma issue: ptxas serializes
