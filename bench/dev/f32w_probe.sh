@@ -15,7 +15,7 @@ for d in 128 64; do
   echo "d$d causal gqa:"; run --head-dim $d --heads 4 --kv-heads 2 --causal --lengths 300,0,77,129,1,64 --seed 8
 done
 echo "d128 4096 keys:"; run --head-dim 128 --heads 2 --lengths 4096,2048 --seed 11
-echo "d96 tf32-less causal:"; run --head-dim 96 --heads 2 --causal --lengths 513,31 --seed 12
+echo "d96 causal:"; run --head-dim 96 --heads 2 --causal --lengths 513,31 --seed 12
 bench() {
   timeout 120 $B/tools/jsdpa-bench --dtype fp32 --backend efficient --reps ${REPS:-10} "$@" 2>&1 | awk 'NR > 2'
 }
