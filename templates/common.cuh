@@ -25,11 +25,14 @@
 
 /* ------------------------------------------------------------ element types */
 
-/* The storage type of q, k, v and o for this kernel's dtype. */
+/* The storage type of q, k, v and o for this kernel's dtype, and whether it
+ * is fp32 (for the templates' constant expressions). */
 #if defined(JSDPA_DTYPE_FP32)
 typedef float jsdpa_elem_t;
+#define JSDPA_ELEM_IS_F32 true
 #else
 typedef unsigned short jsdpa_elem_t; /* fp16 or bf16 bits */
+#define JSDPA_ELEM_IS_F32 false
 #endif
 
 __device__ __forceinline__ float jsdpa_fp16_to_float(unsigned short h) {

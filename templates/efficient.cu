@@ -53,11 +53,7 @@ namespace jsdpa_eff {
 using namespace jsdpa_tc; /* mma.cuh */
 typedef jsdpa_elem_t elem_t;
 
-#if defined(JSDPA_DTYPE_FP32)
-constexpr bool F32 = true;
-#else
-constexpr bool F32 = false;
-#endif
+constexpr bool F32 = JSDPA_ELEM_IS_F32;
 #if defined(JSDPA_TF32)
 constexpr int PASSES = 1; /* the caller opted into TF32 */
 #else

@@ -101,11 +101,7 @@ constexpr bool WIDE = false;
  * product (3xTF32, see KS_BYTES below). A caller's TF32 opt-in runs
  * efficient.cu: here one pass would read the operands truncated, not
  * rounded, and measured outside the TF32 bound (H100, gpu_test_efficient). */
-#if defined(JSDPA_DTYPE_FP32)
-constexpr bool F32 = true;
-#else
-constexpr bool F32 = false;
-#endif
+constexpr bool F32 = JSDPA_ELEM_IS_F32;
 #if defined(JSDPA_TF32)
 #error "flash_sm90.cu runs fp32 as 3xTF32 only (the generator sends tf32 variants to efficient.cu)"
 #endif
