@@ -106,7 +106,7 @@ static const jsdpa_gen_family_limits_t family_limits[JSDPA_GEN_FAMILY_COUNT] = {
                                 false,
                                 80,
                                 {64, 128, 192},
-                                {32, 64, 128},
+                                {32, 64, 80, 128},
                                 {4, 8, JSDPA_GEN_FLASH_SM90_WARPS, JSDPA_GEN_FLASH_SM90_WARPS_3WG},
                                 {1, 2, 3},
                                 false},
@@ -448,10 +448,15 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
     PROBLEM(FIELD_BLOCK_M, "%s tiles of %d warps (the wgmma template) need block_m %d, got %d",
             fam, v->tile.warps, sm90_rows, v->tile.block_m);
   if (sm90 && !wide && allowed(lim->block_n, v->tile.block_n) && v->tile.block_n != 64 &&
-      v->tile.block_n != 128)
+      v->tile.block_n != 80 && v->tile.block_n != 128)
     PROBLEM(FIELD_BLOCK_N,
-            "flash tiles of %d warps (the wgmma template) need block_n 64 or 128, got %d",
+            "flash tiles of %d warps (the wgmma template) need block_n 64, 80 or 128, got %d",
             v->tile.warps, v->tile.block_n);
+  if (!sm90 && v->family == JSDPA_GEN_FAMILY_FLASH && v->tile.block_n == 80)
+    PROBLEM(FIELD_BLOCK_N,
+            "flash tiles of %d warps take block_n 32, 64 or 128 (80 is for the wgmma template's "
+            "12- and 16-warp tiles), got 80",
+            v->tile.warps);
   if (wide && allowed(lim->block_n, v->tile.block_n) && v->tile.block_n != 64)
     PROBLEM(FIELD_BLOCK_N, "efficient tiles of %d warps (the wgmma template) need block_n 64, got %d",
             v->tile.warps, v->tile.block_n);

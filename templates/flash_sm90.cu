@@ -187,7 +187,7 @@ static_assert(JSDPA_WARPS == 12 || JSDPA_WARPS == 16,
               "flash_sm90: a producer and two or three consumer warpgroups (12 or 16 warps)");
 static_assert(BM == (WIDE ? 64 : 64 * NWG), "flash_sm90: block_m is 64 rows per consumer warpgroup");
 static_assert(NWG == 2 || DP <= 64, "flash_sm90: three consumer warpgroups up to head dim 64");
-static_assert(BN == 64 || BN == 128, "flash_sm90: block_n is 64 or 128");
+static_assert(BN == 64 || BN == 80 || BN == 128, "flash_sm90: block_n is 64, 80 or 128");
 static_assert(STAGES >= 1 && STAGES <= 4, "flash_sm90: stages must be 1..4");
 static_assert(PRODUCER_REGS * 128 + NWG * CONSUMER_REGS * 128 <= 65536, "register file");
 
@@ -568,7 +568,7 @@ __device__ __forceinline__ void issue_s(float (&sc)[BN / 2], u32 q_base, u32 k_b
   /* With one K buffer (wide) every descriptor is loop-invariant, and ptxas
    * kept all 2 x KS_WG of them (64 registers) live across the key loop and
    * spilled at d512: hide the bases' origin so they are formed at the issue. */
-  if (STAGES == 1) asm volatile("" : "+r"(q_base), "+r"(k_base));
+  if (STAGES == 1 || BN == 80) asm volatile("" : "+r"(q_base), "+r"(k_base));
 #pragma unroll
   for (int ks = 0; ks < KS_WG; ++ks)
     gemm<BN>::ss(sc, smem_desc(q_base + (ks / 4) * BM * 128 + (ks % 4) * 32, 16),
