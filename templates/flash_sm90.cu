@@ -567,7 +567,9 @@ typedef struct tile_ctx_s {
 __device__ __forceinline__ void issue_s(float (&sc)[BN / 2], u32 q_base, u32 k_base) {
   /* With one K buffer (wide) every descriptor is loop-invariant, and ptxas
    * kept all 2 x KS_WG of them (64 registers) live across the key loop and
-   * spilled at d512: hide the bases' origin so they are formed at the issue. */
+   * spilled at d512 (and at d256 with 80-key tiles): hide the bases' origin
+   * so they are formed at the issue. Not everywhere: where the registers
+   * fit, the hoisted descriptors measured 1-10% faster (bench/NOTES.md). */
   if (STAGES == 1 || BN == 80) asm volatile("" : "+r"(q_base), "+r"(k_base));
 #pragma unroll
   for (int ks = 0; ks < KS_WG; ++ks)
@@ -636,9 +638,9 @@ __device__ __forceinline__ void softmax_tile(float (&sc)[BN / 2], float (&row_ma
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
     /* Conditional rescaling (COND_RESCALE; FlashAttention-4's idea): the row
      * keeps its reference maximum until the tile's exceeds it by more than 8
-     * in the exp2 domain, so P stays <= 256 (exact in fp32 sums and bf16/fp16
-     * P) and O and the row sum need no correction (corr 1) for most tiles of
-     * a long row. The reference only has to be the same for P, the row sum
+     * in the exp2 domain, so P stays <= 256 (floating point: no range or
+     * precision lost in fp32 sums or fp16/bf16 P) and O and the row sum need
+     * no correction (corr 1) for most tiles of a long row. The reference only has to be the same for P, the row sum
      * and the LSE, which all use row_max. A row that has seen only masked
      * keys keeps max -inf: subtract 0 instead, so exp2 gives 0, not NaN. */
     const bool grow = COND_RESCALE ? mx * c.mult > row_max[h] * c.mult + 8.f : true;
