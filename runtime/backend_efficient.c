@@ -16,8 +16,6 @@
  * is (output slice, work item, head), so units = work items x heads x slices. */
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "internal.h"
 #include "tuning.h"
@@ -26,8 +24,7 @@
 static bool efficient_sm90_usable(const jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
                                   size_t capacity) {
   if (!jsdpa_sm90_available(ctx, why, capacity)) return false;
-  const char* keep = getenv("JSDPA_EFFICIENT_SM80");
-  if (keep && !strcmp(keep, "1")) {
+  if (jsdpa_env_is_1("JSDPA_EFFICIENT_SM80")) {
     snprintf(why, capacity, "JSDPA_EFFICIENT_SM80=1 keeps templates/efficient.cu");
     return false;
   }
@@ -121,11 +118,11 @@ static bool efficient_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, ch
 
 static jsdpa_status_t launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
                              const jsdpa_kernel_t* kernel, jsdpa_params_t* params) {
+  const int64_t units =
+      (int64_t)params->max_work * call->heads * jsdpa_gen_work_slices(&kernel->variant);
   if (jsdpa_gen_uses_flash_sm90(&kernel->variant))
-    return jsdpa_sm90_launch(ctx, call, kernel, params, (int64_t)params->max_work * call->heads);
-  return jsdpa_tiled_launch(
-      ctx, call, kernel, params,
-      (int64_t)params->max_work * call->heads * jsdpa_gen_work_slices(&kernel->variant));
+    return jsdpa_sm90_launch(ctx, call, kernel, params, units);
+  return jsdpa_tiled_launch(ctx, call, kernel, params, units);
 }
 
 static jsdpa_status_t efficient_run(jsdpa_context_t* ctx, const jsdpa_call_t* call) {

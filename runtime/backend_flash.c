@@ -33,11 +33,6 @@ typedef struct flash_sm90_params_s {
   CUtensorMap q_rows, k_rows, v_rows; /* JSDPA_GEN_FLASH_SM90_CHUNK-row boxes */
 } flash_sm90_params_t;
 
-static bool env_is_1(const char* name) {
-  const char* value = getenv(name);
-  return value && !strcmp(value, "1");
-}
-
 bool jsdpa_sm90_available(const jsdpa_context_t* ctx, char* why, size_t capacity) {
   if (ctx->arch.sm != 90 || !ctx->arch.arch_specific) {
     snprintf(why, capacity, "the wgmma template needs sm_90a; this GPU is sm_%d", ctx->arch.sm);
@@ -56,7 +51,7 @@ bool jsdpa_sm90_available(const jsdpa_context_t* ctx, char* why, size_t capacity
 static bool flash_sm90_usable(const jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
                               size_t capacity) {
   if (!jsdpa_sm90_available(ctx, why, capacity)) return false;
-  if (env_is_1("JSDPA_FLASH_SM80")) {
+  if (jsdpa_env_is_1("JSDPA_FLASH_SM80")) {
     snprintf(why, capacity, "JSDPA_FLASH_SM80=1 keeps the sm80 template");
     return false;
   }
@@ -77,7 +72,7 @@ static bool flash_sm90_usable(const jsdpa_context_t* ctx, const jsdpa_call_t* ca
    * the wgmma template wins. JSDPA_FLASH_SM90=1 takes it anyway. */
   if (call->head_dim <= 64 &&
       jsdpa_tune_bucket_of(call->total_q, call->batch) == JSDPA_TUNE_BUCKET_SHORT &&
-      !env_is_1("JSDPA_FLASH_SM90")) {
+      !jsdpa_env_is_1("JSDPA_FLASH_SM90")) {
     snprintf(why, capacity,
              "short sequences at head dim %lld run faster on the sm80 template "
              "(JSDPA_FLASH_SM90=1 overrides)",
@@ -193,7 +188,7 @@ jsdpa_status_t jsdpa_sm90_launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
   sm90.p = *params;
   /* Ping-pong between the consumer warpgroups: built and tested, but it
    * measured -2% to +4% on the H100 (bench/NOTES.md), so it is opt-in. */
-  if (env_is_1("JSDPA_SM90_PINGPONG")) sm90.p.flags |= JSDPA_FLAG_PINGPONG;
+  if (jsdpa_env_is_1("JSDPA_SM90_PINGPONG")) sm90.p.flags |= JSDPA_FLAG_PINGPONG;
   JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.q, &call->q, kernel->block_m));
   JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.k, &call->k, kernel->block_n));
   JSDPA_RETURN_IF_ERROR(encode_map(ctx, &sm90.v, &call->v, kernel->block_n));

@@ -3,10 +3,17 @@
  * and the persistent-grid launch over the prep kernel's work list. */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "element.h"
 #include "internal.h"
 #include "tuning.h"
+
+bool jsdpa_env_is_1(const char* name) {
+  const char* value = getenv(name);
+  return value && !strcmp(value, "1");
+}
 
 bool jsdpa_tiled_rows_aligned(const char* family, const char* name, const jsdpa_jagged_t* t,
                               char* why, size_t capacity) {

@@ -224,6 +224,10 @@ JSDPA_MUST_USE jsdpa_status_t jsdpa_tiled_run(jsdpa_context_t* ctx, const jsdpa_
                                               const jsdpa_gen_variant_t* variant,
                                               jsdpa_tiled_launch_fn launch);
 
+/* Whether the environment variable `name` is set to exactly "1" (the tiled
+ * backends' template switches: JSDPA_FLASH_SM80, JSDPA_EFFICIENT_SM80, ...). */
+bool jsdpa_env_is_1(const char* name);
+
 /* backend_flash.c: the Hopper template (templates/flash_sm90.cu), which the
  * flash family and the efficient family's wide tiles share. Whether this GPU
  * and driver can run it (sm_90a, TMA tensor maps), and its launch: the
