@@ -23,11 +23,8 @@
 /* Whether the call runs the Hopper template wide; *why says why not. */
 static bool efficient_sm90_usable(const jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
                                   size_t capacity) {
-  if (!jsdpa_sm90_available(ctx, why, capacity)) return false;
-  if (jsdpa_env_is_1("JSDPA_EFFICIENT_SM80")) {
-    snprintf(why, capacity, "JSDPA_EFFICIENT_SM80=1 keeps templates/efficient.cu");
+  if (!jsdpa_sm90_available(ctx, "JSDPA_EFFICIENT_SM80", "templates/efficient.cu", why, capacity))
     return false;
-  }
   const bool f32 = call->q.dtype == JSDPA_DTYPE_FP32;
   if (f32 && call->options.precision == JSDPA_PRECISION_TF32) {
     snprintf(why, capacity,
@@ -110,7 +107,7 @@ static bool efficient_can_run(jsdpa_context_t* ctx, const jsdpa_call_t* call, ch
   if (!jsdpa_gen_variant_check(&variant, why, capacity)) return false;
   /* A forced tile (jsdpa-bench --tile, jsdpa-tune) may name a wgmma tile:
    * it still needs the GPU and driver the Hopper template needs. */
-  if (jsdpa_gen_uses_flash_sm90(&variant) && !jsdpa_sm90_available(ctx, why, capacity))
+  if (jsdpa_gen_uses_flash_sm90(&variant) && !jsdpa_sm90_available(ctx, NULL, NULL, why, capacity))
     return false;
   return jsdpa_tiled_fits(ctx, &variant, why, capacity) &&
          jsdpa_tiled_units_fit(ctx, call, &variant, why, capacity);

@@ -33,7 +33,12 @@ typedef struct flash_sm90_params_s {
   CUtensorMap q_rows, k_rows, v_rows; /* JSDPA_GEN_FLASH_SM90_CHUNK-row boxes */
 } flash_sm90_params_t;
 
-bool jsdpa_sm90_available(const jsdpa_context_t* ctx, char* why, size_t capacity) {
+bool jsdpa_sm90_available(const jsdpa_context_t* ctx, const char* opt_out, const char* fallback,
+                          char* why, size_t capacity) {
+  if (opt_out && jsdpa_env_is_1(opt_out)) {
+    snprintf(why, capacity, "%s=1 keeps %s", opt_out, fallback);
+    return false;
+  }
   if (ctx->arch.sm != 90 || !ctx->arch.arch_specific) {
     snprintf(why, capacity, "the wgmma template needs sm_90a; this GPU is sm_%d", ctx->arch.sm);
     return false;
@@ -50,11 +55,8 @@ bool jsdpa_sm90_available(const jsdpa_context_t* ctx, char* why, size_t capacity
  * aligned rows). */
 static bool flash_sm90_usable(const jsdpa_context_t* ctx, const jsdpa_call_t* call, char* why,
                               size_t capacity) {
-  if (!jsdpa_sm90_available(ctx, why, capacity)) return false;
-  if (jsdpa_env_is_1("JSDPA_FLASH_SM80")) {
-    snprintf(why, capacity, "JSDPA_FLASH_SM80=1 keeps the sm80 template");
+  if (!jsdpa_sm90_available(ctx, "JSDPA_FLASH_SM80", "the sm80 template", why, capacity))
     return false;
-  }
   if (call->head_dim != call->head_dim_v || call->head_dim > 256) {
     snprintf(why, capacity,
              "head_dim %lld / head_dim_v %lld: the wgmma template needs equal dims <= 256",

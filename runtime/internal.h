@@ -229,10 +229,13 @@ JSDPA_MUST_USE jsdpa_status_t jsdpa_tiled_run(jsdpa_context_t* ctx, const jsdpa_
 bool jsdpa_env_is_1(const char* name);
 
 /* backend_flash.c: the Hopper template (templates/flash_sm90.cu), which the
- * flash family and the efficient family's wide tiles share. Whether this GPU
- * and driver can run it (sm_90a, TMA tensor maps), and its launch: the
- * parameters plus the tensor maps of Q, K and V. */
-bool jsdpa_sm90_available(const jsdpa_context_t* ctx, char* why, size_t capacity);
+ * flash family and the efficient family's wide tiles share. Whether a call
+ * may run it: the environment variable opt_out (may be NULL) is not "1" (else
+ * the reason says it keeps `fallback`), and this GPU and driver can (sm_90a,
+ * TMA tensor maps). And its launch: the parameters plus the tensor maps of Q,
+ * K and V. */
+bool jsdpa_sm90_available(const jsdpa_context_t* ctx, const char* opt_out, const char* fallback,
+                          char* why, size_t capacity);
 JSDPA_MUST_USE jsdpa_status_t jsdpa_sm90_launch(jsdpa_context_t* ctx, const jsdpa_call_t* call,
                                                 const jsdpa_kernel_t* kernel,
                                                 const jsdpa_params_t* params, int64_t units);
