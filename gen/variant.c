@@ -258,7 +258,10 @@ int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* v) {
     const int64_t x = wide && !f32 ? 2 * 64 * (int64_t)t->block_n * 4 : 0;
     const int64_t planes = f32 ? 3 * tile : 0;
     const int64_t rest = kv + x + planes;
-    return (2 * q + rest <= 227 * 1024 ? 2 : 1) * q + rest; /* Q double-buffered if it fits */
+    const int64_t budget = t->warps == JSDPA_GEN_FLASH_SM90_WARPS_1WG && !wide
+                               ? JSDPA_GEN_FLASH_SM90_1WG_SMEM
+                               : 227 * 1024;
+    return (2 * q + rest <= budget ? 2 : 1) * q + rest; /* Q double-buffered if it fits */
   }
   if (v->family == JSDPA_GEN_FAMILY_FLASH) {
     const int64_t pitch = (v->head_dim + 15) / 16 * 16 + 8;
@@ -295,7 +298,8 @@ bool jsdpa_gen_uses_flash_sm90(const jsdpa_gen_variant_t* variant) {
     return variant->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS;
   return variant->family == JSDPA_GEN_FAMILY_FLASH &&
          (variant->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS ||
-          variant->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_3WG);
+          variant->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_3WG ||
+          (variant->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_1WG && variant->tile.block_m == 64));
 }
 
 const char* jsdpa_gen_template_name(const jsdpa_gen_variant_t* variant) {
@@ -445,8 +449,8 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
     PROBLEM(FIELD_ARCH, "%s tiles of %d warps (the wgmma template) need sm_90a, got %s", fam,
             v->tile.warps, jsdpa_gen_arch_name(v->arch, arch, sizeof(arch)));
   if (sm90 && allowed(lim->block_m, v->tile.block_m) && v->tile.block_m != sm90_rows)
-    PROBLEM(FIELD_BLOCK_M, "%s tiles of %d warps (the wgmma template) need block_m %d, got %d",
-            fam, v->tile.warps, sm90_rows, v->tile.block_m);
+    PROBLEM(FIELD_BLOCK_M, "%s tiles of %d warps (the wgmma template) need block_m %d, got %d", fam,
+            v->tile.warps, sm90_rows, v->tile.block_m);
   if (sm90 && !wide && allowed(lim->block_n, v->tile.block_n) && v->tile.block_n != 64 &&
       v->tile.block_n != 80 && v->tile.block_n != 128)
     PROBLEM(FIELD_BLOCK_N,
@@ -455,10 +459,11 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
   if (!sm90 && v->family == JSDPA_GEN_FAMILY_FLASH && v->tile.block_n == 80)
     PROBLEM(FIELD_BLOCK_N,
             "flash tiles of %d warps take block_n 32, 64 or 128 (80 is for the wgmma template's "
-            "12- and 16-warp tiles), got 80",
+            "tiles), got 80",
             v->tile.warps);
   if (wide && allowed(lim->block_n, v->tile.block_n) && v->tile.block_n != 64)
-    PROBLEM(FIELD_BLOCK_N, "efficient tiles of %d warps (the wgmma template) need block_n 64, got %d",
+    PROBLEM(FIELD_BLOCK_N,
+            "efficient tiles of %d warps (the wgmma template) need block_n 64, got %d",
             v->tile.warps, v->tile.block_n);
   if (wide && v->dtype != JSDPA_GEN_DTYPE_FP32 && allowed(lim->stages, v->tile.stages) &&
       v->tile.stages != 1)
@@ -482,12 +487,26 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
             "(one pass) runs the family's other tiles",
             v->tile.warps);
   if (wide && d_ok && v->head_dim >= wide_min && v->head_dim <= wide_max &&
-      v->head_dim_v != v->head_dim &&
-      v->head_dim_v >= lim->head_dim_min && v->head_dim_v <= lim->head_dim_max)
+      v->head_dim_v != v->head_dim && v->head_dim_v >= lim->head_dim_min &&
+      v->head_dim_v <= lim->head_dim_max)
     PROBLEM(FIELD_HEAD_DIM_V,
             "efficient tiles of %d warps (the wgmma template) need head_dim_v == head_dim; "
             "head_dim_v %d != head_dim %d",
             v->tile.warps, v->head_dim_v, v->head_dim);
+  if (sm90 && !wide && v->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_1WG && v->head_dim > 128)
+    PROBLEM(FIELD_WARPS,
+            "flash tiles of %d warps (one consumer warpgroup, two blocks per SM) take head dims up "
+            "to 128, got %d",
+            v->tile.warps, v->head_dim);
+  else if (sm90 && !wide && v->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_1WG && d_ok &&
+           allowed(lim->block_n, v->tile.block_n) && allowed(lim->stages, v->tile.stages) &&
+           jsdpa_gen_smem_bytes(v) > JSDPA_GEN_FLASH_SM90_1WG_SMEM)
+    PROBLEM(FIELD_STAGES,
+            "flash tiles of %d warps (one consumer warpgroup, two blocks per SM) need at most %d "
+            "bytes of shared memory per block; m%dn%dw%ds%d at head dim %d needs %lld (fewer "
+            "stages or a smaller block_n)",
+            v->tile.warps, JSDPA_GEN_FLASH_SM90_1WG_SMEM, v->tile.block_m, v->tile.block_n,
+            v->tile.warps, v->tile.stages, v->head_dim, (long long)jsdpa_gen_smem_bytes(v));
   if (sm90 && v->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_3WG && v->head_dim > 64)
     PROBLEM(FIELD_WARPS,
             "flash tiles of %d warps (three consumer warpgroups, 160 registers each) take head "

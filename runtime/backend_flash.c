@@ -23,7 +23,8 @@
 #include "tuning.h"
 
 /* The Hopper template's tiles: 12 or 16 warps (a producer and two or three
- * consumer warpgroups) select templates/flash_sm90.cu (gen/variant.c). */
+ * consumer warpgroups), or 8 with block_m 64 (one, two blocks per SM), select
+ * templates/flash_sm90.cu (gen/variant.c). */
 
 /* The kernel parameter of templates/flash_sm90.cu (jsdpa_flash_sm90_params_t
  * there): the common parameters, then three 128-byte aligned tensor maps. */
@@ -100,6 +101,18 @@ jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_
      * long and mixed d64 over two (H100, bench/NOTES.md). */
     if (call->head_dim <= 64)
       v.tile = (jsdpa_gen_tile_t){192, 128, JSDPA_GEN_FLASH_SM90_WARPS_3WG, 2};
+    /* Short sequences at head dims 65..128: 64-row tiles of one consumer
+     * warpgroup, two blocks per SM (each overlaps its loads and epilogue with
+     * the other's math): short bf16 d128 195.5 vs 183.5 TFLOP/s, causal 110.4
+     * vs 104.9, but mixed 458 vs 537 (H100, 2026-11-26, bench/NOTES.md). At
+     * head dim 64 the sm80 template stays faster (flash_sm90_usable). */
+    if (call->head_dim > 64 && call->head_dim <= 128 &&
+        jsdpa_tune_bucket_of(call->total_q, call->batch) == JSDPA_TUNE_BUCKET_SHORT) {
+      jsdpa_gen_variant_t s = v;
+      s.tile = (jsdpa_gen_tile_t){64, 64, JSDPA_GEN_FLASH_SM90_WARPS_1WG, 2};
+      if (jsdpa_gen_variant_check(&s, NULL, 0) && jsdpa_tiled_fits(ctx, &s, NULL, 0))
+        v.tile = s.tile;
+    }
     /* For measurements: JSDPA_SM90_TILE=m192n64w16s2 (any valid Hopper tile)
      * replaces the choice above where the generator accepts it for the call
      * and its shared memory fits this GPU (else a forced tile too large for

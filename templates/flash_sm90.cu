@@ -4,11 +4,14 @@
  *
  * The ideas are FlashAttention-3's (Shah et al., 2024), written from the
  * paper and the PTX ISA:
- *  - a block is three or four warpgroups: warpgroup 0 is the producer (one
- *    thread issues every TMA copy and fetches work units), the others are
- *    consumers that own 64 query rows each of a BLOCK_M = 128 (12 warps) or
- *    192 (16 warps, head dims up to 64) query tile. setmaxnreg moves
- *    registers from the producer (40 / 32) to the consumers (232 / 160);
+ *  - a block is two, three or four warpgroups: warpgroup 0 is the producer
+ *    (one thread issues every TMA copy and fetches work units), the others
+ *    are consumers that own 64 query rows each of a BLOCK_M = 64 (8 warps,
+ *    two blocks per SM), 128 (12 warps) or 192 (16 warps, head dims up to 64)
+ *    query tile. setmaxnreg moves registers from the producer (24 / 40 / 32)
+ *    to the consumers (232 / 232 / 160). The 8-warp tile is for short
+ *    sequences: two independent blocks per SM overlap one's loads and
+ *    epilogue with the other's math, and a 64-row unit wastes fewer rows;
  *  - S = Q K^T is wgmma with both operands in shared memory (K-major, 128-byte
  *    swizzle, exactly the layout TMA's 128B swizzle writes); O += P V is wgmma
  *    with P straight from the score accumulators in registers (the m64nNk16
@@ -148,19 +151,29 @@ constexpr int VT_BYTES = F32 ? 2 * KV_BYTES : 0; /* V^T, big and small */
  * next unit's Q while the consumers still read this one's: short sequences
  * take one or two key tiles per unit, and the Q load would otherwise be
  * exposed once per unit. */
-constexpr int Q_STAGES = 2 * Q_BYTES + KV_SMEM + X_BYTES + KS_BYTES + VT_BYTES <= 227 * 1024 ? 2 : 1;
+/* One consumer warpgroup (8 warps, 64 rows) runs two blocks per SM, so its
+ * budget is half an SM's 228 KiB, less each block's 1 KiB reserve and the
+ * static barriers (the generator refuses such tiles that do not fit it). */
+constexpr int SMEM_BUDGET = NWG == 1 ? 112 * 1024 : 227 * 1024;
+constexpr int Q_STAGES =
+    2 * Q_BYTES + KV_SMEM + X_BYTES + KS_BYTES + VT_BYTES <= SMEM_BUDGET ? 2 : 1;
 constexpr int SMEM_BYTES = Q_STAGES * Q_BYTES + KV_SMEM + X_BYTES + KS_BYTES + VT_BYTES;
 /* Registers per thread after setmaxnreg: two consumer warpgroups get 232, three
  * (FlashAttention-3's shape for head dim 64: more warps per scheduler to hide
- * the softmax's latency) 160, the producer what is left. */
-constexpr int PRODUCER_REGS = NWG == 2 ? 40 : 32;
-constexpr int CONSUMER_REGS = NWG == 2 ? 232 : 160;
+ * the softmax's latency) 160, the producer what is left. One consumer
+ * warpgroup (8 warps, two blocks per SM: half the register file each) gets
+ * 200 and the producer 56; at 24 / 232 ptxas spilled the producer's unit
+ * bookkeeping (8-24 bytes; ptxas compiles each side of a setmaxnreg with its
+ * count). */
+constexpr int PRODUCER_REGS = NWG == 1 ? 56 : NWG == 2 ? 40 : 32;
+constexpr int CONSUMER_REGS = NWG == 1 ? 200 : NWG == 2 ? 232 : 160;
+constexpr int BLOCKS_PER_SM = NWG == 1 ? 2 : 1;
 /* Overlapping S(j + 1) with P(j) V(j) keeps a score tile (BN / 2 registers),
  * the previous P (BN / 4) and O (DP / 2) live at once: ptxas fits that
  * without spills up to 160 of them in 232 registers (d128 x 128 keys; d256 x
  * 64 keys spilled 76 bytes) and up to 80 in 160 (d64 x 64 keys; x 128 keys
  * spilled 112 bytes). */
-constexpr bool OVERLAP = !WIDE && BN / 2 + BN / 4 + DP / 2 <= (NWG == 2 ? 160 : 80);
+constexpr bool OVERLAP = !WIDE && BN / 2 + BN / 4 + DP / 2 <= (NWG == 3 ? 80 : NWG == 2 ? 160 : 128);
 /* Conditional rescaling of O (softmax_tile): only where a warpgroup's output
  * has 256 columns (128 registers of O per thread to multiply). Same-machine
  * A/B on an H100 (bench/NOTES.md, fifth session, call 11): d256 +1-12% (mixed
@@ -183,13 +196,17 @@ static_assert(!WIDE || (NWG == 2 && BM == 64 && BN == 64 && DO <= 256),
               "flash_sm90 wide: two consumer warpgroups on one 64 x 64 tile, <= 256 columns each");
 static_assert(!F32 || (WIDE && D <= 128 && DP == 128),
               "flash_sm90 fp32: wide, 3xTF32, head dims 65..128");
-static_assert(JSDPA_WARPS == 12 || JSDPA_WARPS == 16,
-              "flash_sm90: a producer and two or three consumer warpgroups (12 or 16 warps)");
+static_assert(JSDPA_WARPS == 8 || JSDPA_WARPS == 12 || JSDPA_WARPS == 16,
+              "flash_sm90: a producer and one, two or three consumer warpgroups (8, 12 or 16 warps)");
 static_assert(BM == (WIDE ? 64 : 64 * NWG), "flash_sm90: block_m is 64 rows per consumer warpgroup");
-static_assert(NWG == 2 || DP <= 64, "flash_sm90: three consumer warpgroups up to head dim 64");
+static_assert(NWG != 3 || DP <= 64, "flash_sm90: three consumer warpgroups up to head dim 64");
+static_assert(NWG != 1 || DP <= 128, "flash_sm90: one consumer warpgroup up to head dim 128");
 static_assert(BN == 64 || BN == 80 || BN == 128, "flash_sm90: block_n is 64, 80 or 128");
 static_assert(STAGES >= 1 && STAGES <= 4, "flash_sm90: stages must be 1..4");
-static_assert(PRODUCER_REGS * 128 + NWG * CONSUMER_REGS * 128 <= 65536, "register file");
+static_assert(BLOCKS_PER_SM * (PRODUCER_REGS * 128 + NWG * CONSUMER_REGS * 128) <= 65536,
+              "register file");
+static_assert(BLOCKS_PER_SM == 1 || SMEM_BYTES <= SMEM_BUDGET,
+              "flash_sm90: one consumer warpgroup's tile must leave room for a second block per SM");
 
 /* Barrier slots (static shared memory). */
 enum {
@@ -1017,8 +1034,9 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
 extern "C" __device__ const int jsdpa_launch[4] = {jsdpa_sm90::THREADS, jsdpa_sm90::SMEM_BYTES,
                                                    JSDPA_BLOCK_M, JSDPA_BLOCK_N};
 
-/* __launch_bounds__(THREADS, 1) caps registers at entry, which setmaxnreg needs. */
-extern "C" __global__ void __launch_bounds__(jsdpa_sm90::THREADS, 1)
+/* __launch_bounds__ caps registers at entry (65536 / THREADS / BLOCKS_PER_SM),
+ * which setmaxnreg needs: it redistributes within the block's allocation. */
+extern "C" __global__ void __launch_bounds__(jsdpa_sm90::THREADS, jsdpa_sm90::BLOCKS_PER_SM)
     JSDPA_KERNEL_NAME(const __grid_constant__ jsdpa_flash_sm90_params_t a) {
   using namespace jsdpa_sm90;
   extern __shared__ unsigned char jsdpa_sm90_smem[];

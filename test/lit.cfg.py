@@ -11,7 +11,7 @@ config.test_exec_root = os.path.join(config.jsdpa_obj_root, "test")
 
 config.environment["PATH"] = os.pathsep.join(
     [config.jsdpa_tools_dir, config.llvm_tools_dir, config.environment.get("PATH", os.environ["PATH"])])
-for var in ("HOME", "CUDA_HOME", "JSDPA_NVRTC_LIBRARY", "LD_LIBRARY_PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS"):
+for var in ("HOME", "CUDA_HOME", "JSDPA_TOOLS_DIR", "JSDPA_NVRTC_LIBRARY", "LD_LIBRARY_PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS"):
     if var in os.environ:
         config.environment[var] = os.environ[var]
 

@@ -367,11 +367,13 @@ static char* format_manifest(const kernel_t* kernels, size_t count, size_t* out_
             "%s\n    {\"name\": \"%s\", \"family\": \"%s\", \"arch\": \"%s\", \"dtype\": \"%s\", ",
             i ? "," : "", kernels[i].name, jsdpa_gen_family_name(v->family),
             jsdpa_gen_arch_name(v->arch, arch, sizeof(arch)), jsdpa_gen_dtype_name(v->dtype));
-    fprintf(f, "\"head_dim\": %d, \"head_dim_v\": %d, \"causal\": %s, \"tf32\": %s,\n",
-            v->head_dim, v->head_dim_v, v->causal ? "true" : "false", v->tf32 ? "true" : "false");
+    fprintf(f, "\"head_dim\": %d, \"head_dim_v\": %d, \"causal\": %s, \"tf32\": %s,\n", v->head_dim,
+            v->head_dim_v, v->causal ? "true" : "false", v->tf32 ? "true" : "false");
     fprintf(f,
-            "     \"tile\": {\"block_m\": %d, \"block_n\": %d, \"warps\": %d, \"stages\": %d},\n",
-            v->tile.block_m, v->tile.block_n, v->tile.warps, v->tile.stages);
+            "     \"tile\": {\"block_m\": %d, \"block_n\": %d, \"warps\": %d, \"stages\": %d}, "
+            "\"template\": \"%s\",\n",
+            v->tile.block_m, v->tile.block_n, v->tile.warps, v->tile.stages,
+            jsdpa_gen_template_name(v));
     fprintf(f, "     \"sha256\": \"%s\", \"spec\": ", kernels[i].sha256);
     char* where = xstrdup_printf("%s:%d", v->loc.file, v->loc.line);
     json_string(f, where);

@@ -30,6 +30,33 @@ if [ "${1:-}" = "--tests" ] && ! command -v ptxas >/dev/null 2>&1 && [ ! -x "${C
   exit 1
 fi
 
+# The lit tests also disassemble the shipped Hopper kernels (HGMMA, UTMALDG in
+# their SASS: test/gen/Inputs/check_sass.py, which looks in the same places).
+# The toolkit's nvdisasm when it has one, else NVIDIA's nvidia-cuda-nvdisasm
+# wheel from PyPI, unpacked into $JSDPA_TOOLS_DIR (default ~/.cache/jsdpa-tools).
+if [ "${1:-}" = "--tests" ]; then
+  TOOLS_DIR=${JSDPA_TOOLS_DIR:-$HOME/.cache/jsdpa-tools}
+  have_nvdisasm=false
+  command -v nvdisasm >/dev/null 2>&1 && have_nvdisasm=true
+  for d in "${CUDA_HOME:-/nonexistent}/bin" /usr/local/cuda/bin "$TOOLS_DIR"/nvidia/cu*/bin; do
+    [ -x "$d/nvdisasm" ] && have_nvdisasm=true
+  done
+  if ! $have_nvdisasm; then
+    PY=${PYTHON:-python3}
+    if ! "$PY" -m pip --version >/dev/null 2>&1; then
+      echo "setup: installing Debian's python3-pip (to fetch nvdisasm from PyPI)"
+      SUDO=""
+      [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+      $SUDO apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pip >/dev/null
+    fi
+    echo "setup: installing nvdisasm (PyPI nvidia-cuda-nvdisasm) into $TOOLS_DIR"
+    mkdir -p "$TOOLS_DIR"
+    "$PY" -m pip install -q --upgrade --target "$TOOLS_DIR" nvidia-cuda-nvdisasm ||
+      "$PY" -m pip install -q --upgrade --break-system-packages --target "$TOOLS_DIR" nvidia-cuda-nvdisasm
+  fi
+fi
+
 # Python tools for the package tests (numpy for jsdpa.numpy): from PyPI when
 # this python3 has pip (a pyenv or venv Python), else Debian's python3-numpy
 # (a fresh Debian's system Python has no pip).

@@ -10,6 +10,9 @@
 #   test/gpu/device_validate.sh tests   ctest -L gpu, the Python GPU tests
 #   test/gpu/device_validate.sh check   every ctest -L gpu suite in parallel + the Python GPU tests
 #   test/gpu/device_validate.sh table   the flash comparison table (python -m jsdpa.bench)
+#   test/gpu/device_validate.sh short   the short workload on the Hopper template (the
+#                                       default choice) against the sm80 template
+#                                       (JSDPA_FLASH_SM80=1), jsdpa-bench, two rounds
 #   test/gpu/device_validate.sh efficient   the efficient family only: its GPU test and
 #                                       its benchmark cells (fp32 d64/128 long + mixed with
 #                                       and without TF32, bf16 d512 and d576 long vs flash d256)
@@ -139,6 +142,26 @@ phase_table() {
     timeout 60 $b --workload long --dtype bf16 --dtype fp16 --head-dim 512 \
       --markdown "$OUT/py/eff-d512.md" 2>&1 | grep -E "^- vs"
   fi
+}
+
+# Issue 7's third target: the short workload against the sm80 template, both
+# timed by jsdpa-bench in this process order (sm80, default, sm80, default).
+phase_short() {
+  local i cols=""
+  for i in 1 2; do
+    JSDPA_FLASH_SM80=1 timeout 150 build-dev/tools/jsdpa-bench --workload short --reps 20 \
+      >"$OUT/short-sm80-$i.txt" 2>&1
+    timeout 150 build-dev/tools/jsdpa-bench --workload short --reps 20 >"$OUT/short-default-$i.txt" 2>&1
+    cols="$cols $OUT/short-sm80-$i.txt $OUT/short-default-$i.txt"
+  done
+  summary "short workload, TFLOP/s: sm80 template / default (round 1, round 2), default / sm80"
+  # shellcheck disable=SC2086
+  awk 'FNR == 1 {++f} FNR > 2 {k = $1 " d" $2 " " $4 " causal=" $5
+       if (!(k in seen)) {seen[k] = 1; order[++n] = k}
+       v[k, f] = $8}
+       END {for (i = 1; i <= n; ++i) {k = order[i]
+         printf "%-28s %7s %7s %7s %7s  %.2fx %.2fx\n", k, v[k, 1], v[k, 2], v[k, 3], v[k, 4],
+           v[k, 2] / v[k, 1], v[k, 4] / v[k, 3]}}' $cols | tee -a "$OUT/summary.txt"
 }
 
 for phase in "$@"; do "phase_$phase"; done
