@@ -102,7 +102,7 @@ static void emit_wgmma_set(jsdpa_gen_text_t* t, const int* widths, size_t count,
 }
 
 static void emit_wgmma_gemms(jsdpa_gen_text_t* t) {
-  static const int half[] = {64, 80, 128, 192, 256}, tf32[] = {32, 64};
+  static const int half[] = {64, 72, 80, 128, 192, 256}, tf32[] = {32, 64};
   text_printf(t, "#if defined(JSDPA_DTYPE_FP32)\n");
   emit_wgmma_set(t, tf32, sizeof(tf32) / sizeof(tf32[0]), "k8", "\".tf32.tf32\"", "1, 1",
                  "1, 1");

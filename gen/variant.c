@@ -257,7 +257,9 @@ int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* v) {
     const int64_t kv = ((int64_t)t->stages + (f32 ? 1 : t->stages)) * tile + 1024;
     const int64_t x = wide && !f32 ? 2 * 64 * (int64_t)t->block_n * 4 : 0;
     const int64_t planes = f32 ? 3 * tile : 0;
-    const int64_t rest = kv + x + planes;
+    /* (head dims up to 64: the row-sum ones block, block_n x 128 bytes) */
+    const int64_t ones = !wide && !f32 && v->head_dim <= 64 ? (int64_t)t->block_n * 128 : 0;
+    const int64_t rest = kv + x + planes + ones;
     const int64_t budget = t->warps == JSDPA_GEN_FLASH_SM90_WARPS_1WG && !wide
                                ? JSDPA_GEN_FLASH_SM90_1WG_SMEM
                                : 227 * 1024;

@@ -155,9 +155,25 @@ constexpr int VT_BYTES = F32 ? 2 * KV_BYTES : 0; /* V^T, big and small */
  * budget is half an SM's 228 KiB, less each block's 1 KiB reserve and the
  * static barriers (the generator refuses such tiles that do not fit it). */
 constexpr int SMEM_BUDGET = NWG == 1 ? 112 * 1024 : 227 * 1024;
+/* Row sums on the tensor core (head dims up to 64): P V runs with 8 more
+ * output columns whose V is all ones, so those accumulators are each row's
+ * sum of P, rescaled with O for free. That takes the softmax's per-element
+ * sum off the FMA pipe (at d64 a thread's FADDs are a sixth of its issue
+ * slots per tile, and issue slots, not the tensor cores or the exponentials,
+ * were measured to be the limit there: bench/NOTES.md, software exp2) for
+ * 1/8 more P V work. The ones live in one BN x 128-byte block (any swizzle
+ * reads 1.0 everywhere in it), reached from each V stage through the B
+ * descriptor's leading byte offset (the stride to the next 64-column block).
+ * The sum then is of P as the tensor core reads it (16-bit), the same P that
+ * O is made of. An idea of the FlashAttention lineage's "rowsum by MMA"
+ * discussions, written here from the accumulator layout. */
+constexpr bool ROWSUM = !WIDE && !F32 && DO == 64;
+constexpr int ON = DO + (ROWSUM ? 8 : 0); /* P V's N: output columns (+ the row sums) */
+constexpr int ONES_BYTES = ROWSUM ? BN * 128 : 0;
 constexpr int Q_STAGES =
-    2 * Q_BYTES + KV_SMEM + X_BYTES + KS_BYTES + VT_BYTES <= SMEM_BUDGET ? 2 : 1;
-constexpr int SMEM_BYTES = Q_STAGES * Q_BYTES + KV_SMEM + X_BYTES + KS_BYTES + VT_BYTES;
+    2 * Q_BYTES + KV_SMEM + X_BYTES + KS_BYTES + VT_BYTES + ONES_BYTES <= SMEM_BUDGET ? 2 : 1;
+constexpr int SMEM_BYTES =
+    Q_STAGES * Q_BYTES + KV_SMEM + X_BYTES + KS_BYTES + VT_BYTES + ONES_BYTES;
 /* Registers per thread after setmaxnreg: two consumer warpgroups get 232, three
  * (FlashAttention-3's shape for head dim 64: more warps per scheduler to hide
  * the softmax's latency) 160, the producer what is left. One consumer
@@ -670,10 +686,10 @@ __device__ __forceinline__ void softmax_tile(float (&sc)[BN / 2], float (&row_ma
     for (int n = 0; n < BN / 8; ++n) {
       sc[n * 4 + 2 * h] = exp2_approx(fmaf(sc[n * 4 + 2 * h], c.mult, -shift));
       sc[n * 4 + 2 * h + 1] = exp2_approx(fmaf(sc[n * 4 + 2 * h + 1], c.mult, -shift));
-      s4[n % 4] += sc[n * 4 + 2 * h] + sc[n * 4 + 2 * h + 1];
+      if (!ROWSUM) s4[n % 4] += sc[n * 4 + 2 * h] + sc[n * 4 + 2 * h + 1];
     }
-    float sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
-    row_sum[h] = row_sum[h] * corr[h] + sum;
+    /* (ROWSUM: P V sums the rows, see ROWSUM.) */
+    if (!ROWSUM) row_sum[h] = row_sum[h] * corr[h] + ((s4[0] + s4[1]) + (s4[2] + s4[3]));
   }
 }
 
@@ -721,9 +737,9 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
     if (u >= units) return;
     const unit_t w = describe(p, u, num_work);
 
-    float o[DO / 2];
+    float o[ON / 2];
 #pragma unroll
-    for (int e = 0; e < DO / 2; ++e) o[e] = 0.f;
+    for (int e = 0; e < ON / 2; ++e) o[e] = 0.f;
     float row_max[2] = {JSDPA_NEG_INFINITY, JSDPA_NEG_INFINITY}, row_sum[2] = {0.f, 0.f};
 
     if (w.n_tiles > 0) {
@@ -793,9 +809,11 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
         wgmma_fence();
         /* Wide: this warpgroup's output columns are V's column blocks from wg * CB / 2. */
         const u32 v_base = s_v + (it % VST) * KV_BYTES + (WIDE ? wg * (CB / 2) * BN * 128 : 0);
+        /* ROWSUM: the next 64-column block is the ones block at s_x (V has one). */
+        const u32 lbo = ROWSUM ? s_x - v_base : BN * 128;
 #pragma unroll
         for (int k = 0; k < BN / 16; ++k)
-          gemm<DO>::rs(o, pf[k], smem_desc(v_base + k * 16 * 128, BN * 128), 1);
+          gemm<ON>::rs(o, pf[k], smem_desc(v_base + k * 16 * 128, lbo), 1);
         wgmma_commit();
       };
       /* After P(j) V(j) completed: V(j)'s buffer is free. */
@@ -811,7 +829,7 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
          * maximum.) */
         if (!COND_RESCALE || __any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
 #pragma unroll
-          for (int dt = 0; dt < DO / 8; ++dt) {
+          for (int dt = 0; dt < ON / 8; ++dt) { /* (ROWSUM: the row sums too) */
             o[dt * 4 + 0] *= corr[0];
             o[dt * 4 + 1] *= corr[0];
             o[dt * 4 + 2] *= corr[1];
@@ -996,8 +1014,12 @@ __device__ __forceinline__ void consume(const jsdpa_params_t& p, u32 bars, u32 s
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float sum = row_sum[h];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      if (ROWSUM) {
+        sum = o[DO / 2 + 2 * h]; /* the whole row's, in every thread of the quad */
+      } else {
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      }
       const float inv = sum > 0.f ? 1.0f / sum : 0.f;
       const int r = thread_row + 8 * h;
       if (r >= w.rows) continue;
@@ -1067,6 +1089,21 @@ extern "C" __global__ void __launch_bounds__(jsdpa_sm90::THREADS, jsdpa_sm90::BL
     /* The barriers are written by the generic proxy and completed by TMA. */
     asm volatile("fence.mbarrier_init.release.cluster;\nfence.proxy.async.shared::cta;\n" ::
                      : "memory");
+  }
+  if (ROWSUM) {
+    /* The ones block (1.0 in every 16-bit element), read by wgmma (the async
+     * proxy): the writes are fenced into it before the barrier below. */
+    static_assert(X_BYTES + KS_BYTES + VT_BYTES == 0,
+                  "flash_sm90: the ones block sits at s_x");
+#if defined(JSDPA_DTYPE_BF16)
+    const u32 one2 = 0x3f803f80u;
+#else
+    const u32 one2 = 0x3c003c00u;
+#endif
+    for (int i = threadIdx.x; i < ONES_BYTES / 16; i += THREADS)
+      asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};\n" ::"r"(s_x + i * 16), "r"(one2)
+                   : "memory");
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
   }
   __syncthreads();
   if (threadIdx.x < 128) {
