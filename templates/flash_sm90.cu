@@ -8,8 +8,8 @@
  *    (one thread issues every TMA copy and fetches work units), the others
  *    are consumers that own 64 query rows each of a BLOCK_M = 64 (8 warps,
  *    two blocks per SM), 128 (12 warps) or 192 (16 warps, head dims up to 64)
- *    query tile. setmaxnreg moves registers from the producer (24 / 40 / 32)
- *    to the consumers (232 / 232 / 160). The 8-warp tile is for short
+ *    query tile. setmaxnreg moves registers from the producer (56 / 40 / 32)
+ *    to the consumers (200 / 232 / 160). The 8-warp tile is for short
  *    sequences: two independent blocks per SM overlap one's loads and
  *    epilogue with the other's math, and a 64-row unit wastes fewer rows;
  *  - S = Q K^T is wgmma with both operands in shared memory (K-major, 128-byte
@@ -157,16 +157,16 @@ constexpr int VT_BYTES = F32 ? 2 * KV_BYTES : 0; /* V^T, big and small */
 constexpr int SMEM_BUDGET = NWG == 1 ? 112 * 1024 : 227 * 1024;
 /* Row sums on the tensor core (head dims up to 64): P V runs with 8 more
  * output columns whose V is all ones, so those accumulators are each row's
- * sum of P, rescaled with O for free. That takes the softmax's per-element
- * sum off the FMA pipe (at d64 a thread's FADDs are a sixth of its issue
- * slots per tile, and issue slots, not the tensor cores or the exponentials,
- * were measured to be the limit there: bench/NOTES.md, software exp2) for
- * 1/8 more P V work. The ones live in one BN x 128-byte block (any swizzle
- * reads 1.0 everywhere in it), reached from each V stage through the B
- * descriptor's leading byte offset (the stride to the next 64-column block).
- * The sum then is of P as the tensor core reads it (16-bit), the same P that
- * O is made of. An idea of the FlashAttention lineage's "rowsum by MMA"
- * discussions, written here from the accumulator layout. */
+ * sum of P, rescaled with O for free (a row sum as a product with a ones
+ * vector, placed where the P V product already runs). That takes the
+ * softmax's per-element FADD off the issue slots (at d64 about a sixth of a
+ * consumer thread's instructions per tile; issue slots, not the exponentials,
+ * were the tighter resource in the software-exp2 trial, bench/NOTES.md) for
+ * 1/8 more P V work: +1-5.5% on long/mixed d64 (H100, sixth session). The
+ * ones live in one BN x 128-byte block (any swizzle reads 1.0 everywhere in
+ * it), reached from each V stage through the B descriptor's leading byte
+ * offset (the stride to the next 64-column block). The sum then is of P as
+ * the tensor core reads it (16-bit), the same P that O is made of. */
 constexpr bool ROWSUM = !WIDE && !F32 && DO == 64;
 constexpr int ON = DO + (ROWSUM ? 8 : 0); /* P V's N: output columns (+ the row sums) */
 constexpr int ONES_BYTES = ROWSUM ? BN * 128 : 0;
@@ -188,7 +188,7 @@ constexpr int BLOCKS_PER_SM = NWG == 1 ? 2 : 1;
  * the previous P (BN / 4) and O (DP / 2) live at once: ptxas fits that
  * without spills up to 160 of them in 232 registers (d128 x 128 keys; d256 x
  * 64 keys spilled 76 bytes) and up to 80 in 160 (d64 x 64 keys; x 128 keys
- * spilled 112 bytes). */
+ * spilled 112 bytes); one consumer warpgroup (200) takes up to 128. */
 constexpr bool OVERLAP = !WIDE && BN / 2 + BN / 4 + DP / 2 <= (NWG == 3 ? 80 : NWG == 2 ? 160 : 128);
 /* Conditional rescaling of O (softmax_tile): only where a warpgroup's output
  * has 256 columns (128 registers of O per thread to multiply). Same-machine

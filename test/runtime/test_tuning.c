@@ -164,11 +164,11 @@ static void test_fallbacks(void) {
   const char* bad = write_db("bad.yaml", pretend.name, pretend.sm_count, JSDPA_GEN_VERSION,
                              "  - {family: flash, arch: sm_90a, dtype: bf16, head_dim: 64,\n"
                              "     causal: false, bucket: tiny, tflops: 1,\n"
-                             "     tile: {block_m: 64, block_n: 64, warps: 8, stages: 2}}\n");
+                             "     tile: {block_m: 192, block_n: 64, warps: 8, stages: 2}}\n");
   jsdpa_tuning_t* t = NULL;
   CHECK_STATUS(jsdpa_tuning_load(NULL, bad, &pretend, &t), JSDPA_STATUS_INVALID_ARGUMENT,
                "bad.yaml:11:29: error: unknown bucket 'tiny'", "2 error(s)",
-               "bad.yaml:12:12: error: tile m64n64w8s2", "16 or 32 query rows");
+               "bad.yaml:12:12: error: tile m192n64w8s2", "16 or 32 query rows");
   CHECK(t == NULL, "no table from a bad file");
   char missing[128];
   snprintf(missing, sizeof(missing), "%s/missing.yaml", dir);
