@@ -198,8 +198,12 @@ char* jsdpa_gen_emit_source(const jsdpa_gen_variant_t* v, size_t* out_length, ch
   text_printf(&t, "#define JSDPA_STAGES %d\n", v->tile.stages);
   /* The Hopper template's chunk boxes: the runtime encodes their tensor maps
    * with the same constant (backend_flash.c), so the two cannot disagree. */
-  if (jsdpa_gen_uses_flash_sm90(v))
+  if (jsdpa_gen_uses_flash_sm90(v)) {
     text_printf(&t, "#define JSDPA_SM90_CHUNK %d\n", JSDPA_GEN_FLASH_SM90_CHUNK);
+    text_printf(&t, "#define JSDPA_SM90_BLOCKS %d\n", jsdpa_gen_sm90_blocks_per_sm(v));
+    text_printf(&t, "#define JSDPA_SM90_SMEM_BUDGET %lld\n",
+                (long long)jsdpa_gen_sm90_smem_budget(v));
+  }
 
   /* The tiled families (sm_80+) share the tensor-core primitives of mma.cuh;
    * the math family also runs on sm_70, where they do not assemble. */

@@ -203,9 +203,14 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
 #define JSDPA_GEN_FLASH_SM90_WARPS 12
 #define JSDPA_GEN_FLASH_SM90_WARPS_3WG 16
 #define JSDPA_GEN_FLASH_SM90_WARPS_1WG 8
-/* The 8-warp tiles' shared-memory budget: two blocks per SM (228 KiB, less
- * each block's 1 KiB reserve and its static barriers). */
-#define JSDPA_GEN_FLASH_SM90_1WG_SMEM (112 * 1024)
+/* How many blocks per SM a Hopper template tile is built for (its
+ * __launch_bounds__ and register split): 1; for the 8-warp tiles 2, or 3 at
+ * head dims up to 64 with block_n 64. And the shared memory a block may then
+ * take: 228 KiB per SM shared by that many blocks, less each block's 1 KiB
+ * reserve and static barriers (227, 112 or 74 KiB). Emitted into the
+ * template as JSDPA_SM90_BLOCKS and JSDPA_SM90_SMEM_BUDGET. */
+int jsdpa_gen_sm90_blocks_per_sm(const jsdpa_gen_variant_t* variant);
+int64_t jsdpa_gen_sm90_smem_budget(const jsdpa_gen_variant_t* variant);
 /* Whether the variant is instantiated from templates/flash_sm90.cu. */
 bool jsdpa_gen_uses_flash_sm90(const jsdpa_gen_variant_t* variant);
 /* Rows per box of the Hopper template's chunk tensor maps (tiles a sequence

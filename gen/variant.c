@@ -260,9 +260,7 @@ int64_t jsdpa_gen_smem_bytes(const jsdpa_gen_variant_t* v) {
     /* (head dims up to 64: the row-sum ones block, block_n x 128 bytes) */
     const int64_t ones = !wide && !f32 && v->head_dim <= 64 ? (int64_t)t->block_n * 128 : 0;
     const int64_t rest = kv + x + planes + ones;
-    const int64_t budget = t->warps == JSDPA_GEN_FLASH_SM90_WARPS_1WG && !wide
-                               ? JSDPA_GEN_FLASH_SM90_1WG_SMEM
-                               : 227 * 1024;
+    const int64_t budget = jsdpa_gen_sm90_smem_budget(v);
     return (2 * q + rest <= budget ? 2 : 1) * q + rest; /* Q double-buffered if it fits */
   }
   if (v->family == JSDPA_GEN_FAMILY_FLASH) {
@@ -293,6 +291,18 @@ jsdpa_gen_variant_t jsdpa_gen_variant_make(jsdpa_gen_family_t family, jsdpa_gen_
       .tile = jsdpa_gen_default_tile(family, arch, dtype, head_dim, head_dim_v, causal),
   };
   return v;
+}
+
+int jsdpa_gen_sm90_blocks_per_sm(const jsdpa_gen_variant_t* v) {
+  if (!jsdpa_gen_uses_flash_sm90(v) || v->family != JSDPA_GEN_FAMILY_FLASH ||
+      v->tile.warps != JSDPA_GEN_FLASH_SM90_WARPS_1WG)
+    return 1;
+  return v->head_dim <= 64 && v->tile.block_n == 64 ? 3 : 2;
+}
+
+int64_t jsdpa_gen_sm90_smem_budget(const jsdpa_gen_variant_t* v) {
+  static const int64_t budget[] = {0, 227 * 1024, 112 * 1024, 74 * 1024};
+  return budget[jsdpa_gen_sm90_blocks_per_sm(v)];
 }
 
 bool jsdpa_gen_uses_flash_sm90(const jsdpa_gen_variant_t* variant) {
@@ -497,17 +507,18 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
             v->tile.warps, v->head_dim_v, v->head_dim);
   if (sm90 && !wide && v->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_1WG && v->head_dim > 128)
     PROBLEM(FIELD_WARPS,
-            "flash tiles of %d warps (one consumer warpgroup, two blocks per SM) take head dims up "
+            "flash tiles of %d warps (one consumer warpgroup, several blocks per SM) take head dims up "
             "to 128, got %d",
             v->tile.warps, v->head_dim);
   else if (sm90 && !wide && v->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_1WG && d_ok &&
            allowed(lim->block_n, v->tile.block_n) && allowed(lim->stages, v->tile.stages) &&
-           jsdpa_gen_smem_bytes(v) > JSDPA_GEN_FLASH_SM90_1WG_SMEM)
+           jsdpa_gen_smem_bytes(v) > jsdpa_gen_sm90_smem_budget(v))
     PROBLEM(FIELD_STAGES,
-            "flash tiles of %d warps (one consumer warpgroup, two blocks per SM) need at most %d "
+            "flash tiles of %d warps (one consumer warpgroup, %d blocks per SM) need at most %lld "
             "bytes of shared memory per block; m%dn%dw%ds%d at head dim %d needs %lld (fewer "
             "stages or a smaller block_n)",
-            v->tile.warps, JSDPA_GEN_FLASH_SM90_1WG_SMEM, v->tile.block_m, v->tile.block_n,
+            v->tile.warps, jsdpa_gen_sm90_blocks_per_sm(v),
+            (long long)jsdpa_gen_sm90_smem_budget(v), v->tile.block_m, v->tile.block_n,
             v->tile.warps, v->tile.stages, v->head_dim, (long long)jsdpa_gen_smem_bytes(v));
   if (sm90 && v->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_3WG && v->head_dim > 64)
     PROBLEM(FIELD_WARPS,

@@ -151,10 +151,16 @@ constexpr int VT_BYTES = F32 ? 2 * KV_BYTES : 0; /* V^T, big and small */
  * next unit's Q while the consumers still read this one's: short sequences
  * take one or two key tiles per unit, and the Q load would otherwise be
  * exposed once per unit. */
-/* One consumer warpgroup (8 warps, 64 rows) runs two blocks per SM, so its
- * budget is half an SM's 228 KiB, less each block's 1 KiB reserve and the
- * static barriers (the generator refuses such tiles that do not fit it). */
-constexpr int SMEM_BUDGET = NWG == 1 ? 112 * 1024 : 227 * 1024;
+/* One consumer warpgroup (8 warps, 64 rows) runs two blocks per SM (three at
+ * head dims up to 64 with 64-key tiles), so its budget is that share of an
+ * SM's 228 KiB, less each block's 1 KiB reserve and the static barriers; the
+ * generator decides both (jsdpa_gen_sm90_blocks_per_sm) and refuses tiles
+ * that do not fit. */
+#if !defined(JSDPA_SM90_BLOCKS) || !defined(JSDPA_SM90_SMEM_BUDGET)
+#error "flash_sm90.cu: the generator defines JSDPA_SM90_BLOCKS and JSDPA_SM90_SMEM_BUDGET"
+#endif
+constexpr int BLOCKS_PER_SM = JSDPA_SM90_BLOCKS;
+constexpr int SMEM_BUDGET = JSDPA_SM90_SMEM_BUDGET;
 /* Row sums on the tensor core (head dims up to 64): P V runs with 8 more
  * output columns whose V is all ones, so those accumulators are each row's
  * sum of P, rescaled with O for free (a row sum as a product with a ones
@@ -177,19 +183,21 @@ constexpr int SMEM_BYTES =
 /* Registers per thread after setmaxnreg: two consumer warpgroups get 232, three
  * (FlashAttention-3's shape for head dim 64: more warps per scheduler to hide
  * the softmax's latency) 160, the producer what is left. One consumer
- * warpgroup (8 warps, two blocks per SM: half the register file each) gets
- * 200 and the producer 56; at 24 / 232 ptxas spilled the producer's unit
- * bookkeeping (8-24 bytes; ptxas compiles each side of a setmaxnreg with its
- * count). */
-constexpr int PRODUCER_REGS = NWG == 1 ? 56 : NWG == 2 ? 40 : 32;
-constexpr int CONSUMER_REGS = NWG == 1 ? 200 : NWG == 2 ? 232 : 160;
-constexpr int BLOCKS_PER_SM = NWG == 1 ? 2 : 1;
+ * warpgroup (8 warps) with two blocks per SM (half the register file each)
+ * gets 200 and the producer 56 (at 24 / 232 ptxas spilled the producer's
+ * unit bookkeeping, 8-24 bytes: ptxas compiles each side of a setmaxnreg
+ * with its count); with three blocks (80 registers a thread at entry) 128 and
+ * 32. */
+constexpr int PRODUCER_REGS = NWG == 1 ? (BLOCKS_PER_SM == 3 ? 32 : 56) : NWG == 2 ? 40 : 32;
+constexpr int CONSUMER_REGS = NWG == 1 ? (BLOCKS_PER_SM == 3 ? 128 : 200) : NWG == 2 ? 232 : 160;
 /* Overlapping S(j + 1) with P(j) V(j) keeps a score tile (BN / 2 registers),
  * the previous P (BN / 4) and O (DP / 2) live at once: ptxas fits that
  * without spills up to 160 of them in 232 registers (d128 x 128 keys; d256 x
  * 64 keys spilled 76 bytes) and up to 80 in 160 (d64 x 64 keys; x 128 keys
  * spilled 112 bytes); one consumer warpgroup (200) takes up to 128. */
-constexpr bool OVERLAP = !WIDE && BN / 2 + BN / 4 + DP / 2 <= (NWG == 3 ? 80 : NWG == 2 ? 160 : 128);
+constexpr bool OVERLAP =
+    !WIDE && BN / 2 + BN / 4 + DP / 2 <=
+                 (CONSUMER_REGS == 232 ? 160 : CONSUMER_REGS == 200 ? 128 : CONSUMER_REGS == 160 ? 80 : 0);
 /* Conditional rescaling of O (softmax_tile): only where a warpgroup's output
  * has 256 columns (128 registers of O per thread to multiply). Same-machine
  * A/B on an H100 (bench/NOTES.md, fifth session, call 11): d256 +1-12% (mixed
