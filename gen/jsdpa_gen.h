@@ -195,8 +195,8 @@ jsdpa_gen_tile_t jsdpa_gen_default_tile(jsdpa_gen_family_t family, jsdpa_gen_arc
 /* The Hopper template (templates/flash_sm90.cu) runs the flash family's tiles
  * of 12 or 16 warps: a producer warpgroup and two (block_m 128) or three
  * (block_m 192) consumer warpgroups of 64 query rows each, sm_90a only; the
- * flash tiles of 8 warps with block_m 64 (one consumer warpgroup, two blocks
- * per SM: the sm80 template gives a warp 16 or 32 rows, never 8); and
+ * flash tiles of 8 warps with block_m 64 (one consumer warpgroup, two or three
+ * blocks per SM: the sm80 template gives a warp 16 or 32 rows, never 8); and
  * the efficient family's 12-warp tiles (fp16/bf16 head dims up to 512, fp32
  * 65..128 as 3xTF32): two consumer warpgroups on the same 64 rows, each with
  * half the head dim. */

@@ -23,7 +23,7 @@
 #include "tuning.h"
 
 /* The Hopper template's tiles: 12 or 16 warps (a producer and two or three
- * consumer warpgroups), or 8 with block_m 64 (one, two blocks per SM), select
+ * consumer warpgroups), or 8 with block_m 64 (one, two or three blocks per SM), select
  * templates/flash_sm90.cu (gen/variant.c). */
 
 /* The kernel parameter of templates/flash_sm90.cu (jsdpa_flash_sm90_params_t

@@ -7,7 +7,7 @@
  *  - a block is two, three or four warpgroups: warpgroup 0 is the producer
  *    (one thread issues every TMA copy and fetches work units), the others
  *    are consumers that own 64 query rows each of a BLOCK_M = 64 (8 warps,
- *    two blocks per SM), 128 (12 warps) or 192 (16 warps, head dims up to 64)
+ *    two or three blocks per SM), 128 (12 warps) or 192 (16 warps, head dims up to 64)
  *    query tile. setmaxnreg moves registers from the producer (56 / 40 / 32)
  *    to the consumers (200 / 232 / 160). The 8-warp tile is for short
  *    sequences: two independent blocks per SM overlap one's loads and
