@@ -104,8 +104,7 @@ static void emit_wgmma_set(jsdpa_gen_text_t* t, const int* widths, size_t count,
 static void emit_wgmma_gemms(jsdpa_gen_text_t* t) {
   static const int half[] = {64, 72, 80, 128, 192, 256}, tf32[] = {32, 64};
   text_printf(t, "#if defined(JSDPA_DTYPE_FP32)\n");
-  emit_wgmma_set(t, tf32, sizeof(tf32) / sizeof(tf32[0]), "k8", "\".tf32.tf32\"", "1, 1",
-                 "1, 1");
+  emit_wgmma_set(t, tf32, sizeof(tf32) / sizeof(tf32[0]), "k8", "\".tf32.tf32\"", "1, 1", "1, 1");
   text_printf(t, "#else\n");
   emit_wgmma_set(t, half, sizeof(half) / sizeof(half[0]), "k16", "JSDPA_SM90_AB", "1, 1, 0, 0",
                  "1, 1, 1");

@@ -506,10 +506,11 @@ static int check_variant(const jsdpa_gen_variant_t* v, jsdpa_gen_problem_t* out)
             "head_dim_v %d != head_dim %d",
             v->tile.warps, v->head_dim_v, v->head_dim);
   if (sm90 && !wide && v->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_1WG && v->head_dim > 128)
-    PROBLEM(FIELD_WARPS,
-            "flash tiles of %d warps (one consumer warpgroup, several blocks per SM) take head dims up "
-            "to 128, got %d",
-            v->tile.warps, v->head_dim);
+    PROBLEM(
+        FIELD_WARPS,
+        "flash tiles of %d warps (one consumer warpgroup, several blocks per SM) take head dims up "
+        "to 128, got %d",
+        v->tile.warps, v->head_dim);
   else if (sm90 && !wide && v->tile.warps == JSDPA_GEN_FLASH_SM90_WARPS_1WG && d_ok &&
            allowed(lim->block_n, v->tile.block_n) && allowed(lim->stages, v->tile.stages) &&
            jsdpa_gen_smem_bytes(v) > jsdpa_gen_sm90_smem_budget(v))
