@@ -294,9 +294,8 @@ jsdpa_gen_variant_t jsdpa_gen_variant_make(jsdpa_gen_family_t family, jsdpa_gen_
 }
 
 int jsdpa_gen_sm90_blocks_per_sm(const jsdpa_gen_variant_t* v) {
-  if (!jsdpa_gen_uses_flash_sm90(v) || v->family != JSDPA_GEN_FAMILY_FLASH ||
-      v->tile.warps != JSDPA_GEN_FLASH_SM90_WARPS_1WG)
-    return 1;
+  /* (The efficient family's wgmma tiles have 12 warps.) */
+  if (!jsdpa_gen_uses_flash_sm90(v) || v->tile.warps != JSDPA_GEN_FLASH_SM90_WARPS_1WG) return 1;
   return v->head_dim <= 64 && v->tile.block_n == 64 ? 3 : 2;
 }
 

@@ -61,12 +61,11 @@ static jsdpa_gen_variant_t efficient_variant(const jsdpa_context_t* ctx, const j
     /* 64 query rows, 64 keys, one K and one V buffer (fp32: two K buffers
      * and its planes): at d512 and at fp32 d128 that is 225 KiB of the 227 a
      * block may have (jsdpa_gen_smem_bytes). */
-    jsdpa_gen_variant_t w = v;
-    w.tile = (jsdpa_gen_tile_t){64, 64, JSDPA_GEN_FLASH_SM90_WARPS,
-                                call->q.dtype == JSDPA_DTYPE_FP32 ? 2 : 1};
-    if (jsdpa_gen_variant_check(&w, NULL, 0) && jsdpa_tiled_fits(ctx, &w, NULL, 0)) {
+    if (jsdpa_tiled_take(ctx, &v,
+                         (jsdpa_gen_tile_t){64, 64, JSDPA_GEN_FLASH_SM90_WARPS,
+                                            call->q.dtype == JSDPA_DTYPE_FP32 ? 2 : 1})) {
       if (out_tuned) *out_tuned = false;
-      return w;
+      return v;
     }
   }
   return jsdpa_tiled_tuned(ctx, call, v, out_tuned);

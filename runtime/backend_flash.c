@@ -107,21 +107,17 @@ jsdpa_gen_variant_t jsdpa_flash_variant(const jsdpa_context_t* ctx, const jsdpa_
      * vs 104.9, but mixed 458 vs 537 (H100, 2026-11-26, bench/NOTES.md). At
      * head dim 64 the sm80 template stays faster (flash_sm90_usable). */
     if (call->head_dim > 64 && call->head_dim <= 128 &&
-        jsdpa_tune_bucket_of(call->total_q, call->batch) == JSDPA_TUNE_BUCKET_SHORT) {
-      jsdpa_gen_variant_t s = v;
-      s.tile = (jsdpa_gen_tile_t){64, 64, JSDPA_GEN_FLASH_SM90_WARPS_1WG, 2};
-      if (jsdpa_gen_variant_check(&s, NULL, 0) && jsdpa_tiled_fits(ctx, &s, NULL, 0))
-        v.tile = s.tile;
-    }
+        jsdpa_tune_bucket_of(call->total_q, call->batch) == JSDPA_TUNE_BUCKET_SHORT)
+      (void)jsdpa_tiled_take(ctx, &v,
+                             (jsdpa_gen_tile_t){64, 64, JSDPA_GEN_FLASH_SM90_WARPS_1WG, 2});
     /* For measurements: JSDPA_SM90_TILE=m192n64w16s2 (any valid Hopper tile)
      * replaces the choice above where the generator accepts it for the call
      * and its shared memory fits this GPU (else a forced tile too large for
      * some head dim would send those calls to another backend). */
     const char* forced = getenv("JSDPA_SM90_TILE");
     jsdpa_gen_variant_t f = v;
-    if (forced && jsdpa_gen_parse_tile(forced, &f.tile) && jsdpa_gen_uses_flash_sm90(&f) &&
-        jsdpa_gen_variant_check(&f, NULL, 0) && jsdpa_tiled_fits(ctx, &f, NULL, 0))
-      v.tile = f.tile;
+    if (forced && jsdpa_gen_parse_tile(forced, &f.tile) && jsdpa_gen_uses_flash_sm90(&f))
+      (void)jsdpa_tiled_take(ctx, &v, f.tile);
     return v;
   }
   return jsdpa_tiled_tuned(ctx, call, v, out_tuned);

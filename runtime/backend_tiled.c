@@ -93,6 +93,15 @@ bool jsdpa_tiled_fits(const jsdpa_context_t* ctx, const jsdpa_gen_variant_t* v, 
   return false;
 }
 
+bool jsdpa_tiled_take(const jsdpa_context_t* ctx, jsdpa_gen_variant_t* variant,
+                      jsdpa_gen_tile_t tile) {
+  jsdpa_gen_variant_t v = *variant;
+  v.tile = tile;
+  if (!jsdpa_gen_variant_check(&v, NULL, 0) || !jsdpa_tiled_fits(ctx, &v, NULL, 0)) return false;
+  *variant = v;
+  return true;
+}
+
 bool jsdpa_tiled_units_fit(const jsdpa_context_t* ctx, const jsdpa_call_t* call,
                            const jsdpa_gen_variant_t* v, char* why, size_t capacity) {
   /* Every resident block fetches one unit past the last: keep that in int32 too. */

@@ -204,6 +204,10 @@ JSDPA_MUST_USE jsdpa_status_t jsdpa_tiled_launch(jsdpa_context_t* ctx, const jsd
  * a block of this GPU; else why not. */
 bool jsdpa_tiled_fits(const jsdpa_context_t* ctx, const jsdpa_gen_variant_t* variant, char* why,
                       size_t capacity);
+/* Gives *variant the tile where the generator accepts it for the variant and
+ * its shared memory fits this GPU; returns whether it did. */
+bool jsdpa_tiled_take(const jsdpa_context_t* ctx, jsdpa_gen_variant_t* variant,
+                      jsdpa_gen_tile_t tile);
 /* Whether the call's work units (and the fetches past the last) fit the
  * kernels' int32 counter; else why not. */
 bool jsdpa_tiled_units_fit(const jsdpa_context_t* ctx, const jsdpa_call_t* call,

@@ -12,14 +12,13 @@ import concurrent.futures
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
+import cuda_tool
+
 out_dir = sys.argv[1]
-ptxas = shutil.which("ptxas") or next(
-    (p for p in (os.path.join(os.environ.get("CUDA_HOME", ""), "bin", "ptxas"),
-                 "/usr/local/cuda/bin/ptxas") if os.path.isfile(p)), None)
+ptxas = cuda_tool.find("ptxas")
 if not ptxas:
     sys.exit("check_ptx_spills: ptxas not found (PATH, $CUDA_HOME/bin, /usr/local/cuda/bin)")
 with open(os.path.join(out_dir, "manifest.json")) as f:

@@ -10,21 +10,18 @@ nvdisasm: PATH, else $CUDA_HOME/bin, /usr/local/cuda/bin, else the PyPI wheel
 tools/setup.sh --tests unpacks into $JSDPA_TOOLS_DIR (~/.cache/jsdpa-tools).
 """
 import concurrent.futures
-import glob
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
+
+import cuda_tool
 
 out_dir = sys.argv[1]
 tools = os.environ.get("JSDPA_TOOLS_DIR") or os.path.join(os.path.expanduser("~"), ".cache",
                                                           "jsdpa-tools")
-candidates = [os.path.join(os.environ.get("CUDA_HOME", ""), "bin", "nvdisasm"),
-              "/usr/local/cuda/bin/nvdisasm"] + sorted(
-                  glob.glob(os.path.join(tools, "nvidia", "cu*", "bin", "nvdisasm")))
-nvdisasm = shutil.which("nvdisasm") or next((p for p in candidates if os.path.isfile(p)), None)
+nvdisasm = cuda_tool.find("nvdisasm", [os.path.join(tools, "nvidia", "cu*", "bin")])
 if not nvdisasm:
     sys.exit("check_sass: nvdisasm not found (PATH, $CUDA_HOME/bin, /usr/local/cuda/bin, "
              "%s/nvidia/cu*/bin): run tools/setup.sh --tests" % tools)
